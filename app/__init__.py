@@ -1,0 +1,1 @@
+"""Gradio studio (UI only)."""

@@ -1,0 +1,1 @@
+"""Compact generators (text-to-image, text-to-video)."""

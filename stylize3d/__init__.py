@@ -1,0 +1,1 @@
+"""Per-object 3D stylization of Gaussian scenes."""

@@ -1,0 +1,123 @@
+"""Numbers that say whether stylization worked: leakage, multi-view consistency, style distance.
+
+Consistency warps with the scene's own depth and poses instead of optical flow (the Gaussians of the built-in
+scene are its ground truth, so their rendered depth is the true depth).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .blend_cache import BlendCache
+from .cameras import Cameras
+from .labels import selection_coverage
+
+PSNR_CAP_DB = 100.0  # reported when the compared pixels are bitwise identical (the true value is infinite)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [0, 1]; capped at ``PSNR_CAP_DB`` for identical inputs."""
+    mse = float(((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean()) if a.numel() else 0.0
+    return PSNR_CAP_DB if mse == 0.0 else min(PSNR_CAP_DB, 10 * math.log10(1.0 / mse))
+
+
+@torch.no_grad()
+def leakage(cache: BlendCache, before: list[torch.Tensor], after: list[torch.Tensor],
+            selected: torch.Tensor) -> dict[str, float]:
+    """PSNR and max difference, after vs before, over the pixels the selected Gaussians do not touch."""
+    a, b = [], []
+    for v in range(len(cache)):
+        untouched = selection_coverage(cache.weights[v], selected) <= 0  # [HW]
+        a.append(after[v].reshape(-1, 3)[untouched])
+        b.append(before[v].reshape(-1, 3)[untouched])
+    a, b = torch.cat(a), torch.cat(b)
+    return {
+        "leakage_psnr_db": psnr(a, b),
+        "leakage_max_abs_diff": float((a.clamp(0, 1) - b.clamp(0, 1)).abs().max()) if a.numel() else 0.0,
+        "leakage_pixels": int(a.shape[0]),
+    }
+
+
+def _unproject(depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor) -> torch.Tensor:
+    """[H, W] z-depth -> [H, W, 3] world points (pixel centres at +0.5)."""
+    H, W = depth.shape
+    v, u = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    x = (u - K[0, 2]) / K[0, 0] * depth
+    y = (v - K[1, 2]) / K[1, 1] * depth
+    cam = torch.stack([x, y, depth], -1)  # [H, W, 3]
+    return cam @ c2w[:3, :3].T + c2w[:3, 3]
+
+
+def warp_error(renders: list[torch.Tensor], depths: list[torch.Tensor], alphas: list[torch.Tensor],
+               cameras: Cameras, gap: int, region: list[torch.Tensor] | None = None,
+               depth_tol: float = 0.03) -> float:
+    """RMSE between view t and view t-gap warped into t, over pixels visible in both.
+
+    renders [H,W,3], depths [H,W] (z-depth), alphas [H,W]; ``region`` optionally restricts to [H,W] bool masks
+    of view t (e.g. the stylized objects).
+    """
+    H, W = cameras.height, cameras.width
+    c2ws = cameras.camtoworlds
+    sq, count = 0.0, 0
+    for t in range(gap, len(cameras)):
+        s = t - gap
+        valid = alphas[t] > 0.5
+        if region is not None:
+            valid &= region[t]
+        pts = _unproject(depths[t], cameras.Ks[t], c2ws[t])  # [H, W, 3]
+        cam = pts @ cameras.viewmats[s][:3, :3].T + cameras.viewmats[s][:3, 3]
+        z = cam[..., 2]
+        K = cameras.Ks[s]
+        u = K[0, 0] * cam[..., 0] / z.clamp_min(1e-6) + K[0, 2]
+        v = K[1, 1] * cam[..., 1] / z.clamp_min(1e-6) + K[1, 2]
+        grid = torch.stack([u / W * 2 - 1, v / H * 2 - 1], -1)[None]  # [1, H, W, 2]
+        src = F.grid_sample(renders[s].permute(2, 0, 1)[None], grid, align_corners=False)[0].permute(1, 2, 0)
+        src_depth = F.grid_sample(depths[s][None, None], grid, mode="nearest", align_corners=False)[0, 0]
+        src_alpha = F.grid_sample(alphas[s][None, None], grid, mode="nearest", align_corners=False)[0, 0]
+        valid &= (z > 0) & (grid[0].abs() < 1).all(-1) & (src_alpha > 0.5)
+        valid &= (src_depth - z).abs() <= depth_tol * z  # occlusion test
+        diff = (src - renders[t]).clamp(-1, 1)[valid]
+        sq += float((diff**2).sum())
+        count += int(valid.sum()) * 3
+    return math.sqrt(sq / count) if count else float("nan")
+
+
+@torch.no_grad()
+def gram(feats: torch.Tensor) -> torch.Tensor:
+    """[C, P] -> [C, C] normalised Gram matrix."""
+    return feats @ feats.T / max(1, feats.shape[1])
+
+
+@torch.no_grad()
+def masked_features(backbone, img: torch.Tensor, coverage: torch.Tensor, min_coverage: float = 0.5) -> torch.Tensor:
+    """[C, P] backbone features of ``img`` [H,W,3] at cells where ``coverage`` [H,W] >= min_coverage."""
+    f = backbone(img.permute(2, 0, 1)[None])[0]  # [C, h, w]
+    cov = F.adaptive_avg_pool2d(coverage[None, None].float(), f.shape[-2:])[0, 0]
+    return f[:, cov >= min_coverage]
+
+
+@torch.no_grad()
+def nnfm_distance(feats: torch.Tensor, style: torch.Tensor, chunk: int = 4096) -> float:
+    """mean over feats [C,P] of (1 - max cosine to any style feature [C,M])."""
+    if feats.shape[1] == 0:
+        return float("nan")
+    s = F.normalize(style, dim=0)
+    best = []
+    for i in range(0, feats.shape[1], chunk):
+        f = F.normalize(feats[:, i:i + chunk], dim=0)
+        best.append((f.T @ s).max(dim=1).values)
+    return float((1 - torch.cat(best)).mean())
+
+
+@torch.no_grad()
+def style_distances(backbone, renders: list[torch.Tensor], coverages: list[torch.Tensor],
+                    style_feats: torch.Tensor) -> dict[str, float]:
+    """NNFM and Gram distance of an object's rendered features (over views) to its style features."""
+    feats = torch.cat([masked_features(backbone, r, c) for r, c in zip(renders, coverages)], dim=1)
+    return {
+        "nnfm": nnfm_distance(feats, style_feats),
+        "gram": float((gram(feats) - gram(style_feats)).pow(2).sum().sqrt()) if feats.shape[1] else float("nan"),
+    }
