@@ -98,9 +98,9 @@ class VGG16Backbone(FeatureBackbone):
 
     def __init__(self, weights_path: str | Path | None = None) -> None:
         super().__init__()
-        from torchvision.models import vgg16
+        from torchvision.models.vgg import cfgs, make_layers
 
-        trunk = vgg16(weights=None).features[: max(self.LAYERS) + 1]
+        trunk = make_layers(cfgs["D"][:9])  # VGG16's features[:16]: conv1_1 .. relu3_3, same indices
         for layer in trunk:
             if isinstance(layer, nn.ReLU):
                 layer.inplace = False
@@ -199,7 +199,9 @@ class EfficientNetLite0(nn.Module):
         self._bn1 = _bn(1280)
         self._fc = nn.Linear(1280, 1000)
 
-    def forward(self, x: torch.Tensor, stop_after: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, stop_after: int | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """x in [-1, 1]. Returns every block's output and the logits (None when stopped after block ``stop_after``)."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
         outs = []
@@ -241,7 +243,8 @@ class EfficientNetLite0Backbone(FeatureBackbone):
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         self._check_input(img)
         outs, _ = self.net(img * 2.0 - 1.0, stop_after=max(self.FEATURE_BLOCKS))
-        f8, f16 = outs[self.FEATURE_BLOCKS[0]], outs[self.FEATURE_BLOCKS[1]]  # [B, 40, h, w], [B, 80, h/2, w/2]
+        f8 = outs[self.FEATURE_BLOCKS[0]]  # [B, 40, H/8, W/8]
+        f16 = outs[self.FEATURE_BLOCKS[1]]  # [B, 80, H/16, W/16]
         f16 = F.interpolate(f16, size=f8.shape[-2:], mode="bilinear", align_corners=False)
         return torch.cat([f8, f16], dim=1)  # [B, 120, H/8, W/8]
 
@@ -289,8 +292,10 @@ class FilterBankBackbone(FeatureBackbone):
                 theta = math.pi * k / self.ORIENTATIONS
                 for kern in _gabor(size, sigma, theta, wavelength):
                     kernels.append(F.pad(kern, [pad] * 4))
-        self.register_buffer("gabor", torch.stack(kernels)[:, None].float(), persistent=False)  # [24, 1, K, K]
-        self.out_channels = 3 + 2 * len(self.SCALES) * self.ORIENTATIONS  # colour + luminance and colour energy
+        # [24, 1, K, K]: even/odd pairs per (scale, orientation)
+        self.register_buffer("gabor", torch.stack(kernels)[:, None].float(), persistent=False)
+        # opponent colour + Gabor energy of luminance and of chroma
+        self.out_channels = 3 + 2 * len(self.SCALES) * self.ORIENTATIONS
         self.freeze()
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
@@ -331,14 +336,14 @@ def load_backbone(
 
 
 def judge_backbone(optimised_name: str, device: str | torch.device = "cpu") -> FeatureBackbone:
-    """A backbone other than the optimised one for style metrics: the other ImageNet net when available,
-    else the filter bank."""
-    if optimised_name == "vgg16":
+    """A backbone other than the optimised one (``backbone.name``), for style metrics: the other ImageNet net
+    when available, else the filter bank."""
+    if optimised_name not in BACKBONE_NAMES[1:]:
+        raise ValueError(
+            f"optimised_name must be one of {BACKBONE_NAMES[1:]} (the name that ran), got {optimised_name!r}"
+        )
+    if optimised_name in ("vgg16", "filterbank"):
         return load_backbone("effnet-lite0", device=device)
-    if optimised_name == "effnet-lite0" and find_vgg16_weights() is not None:
+    if find_vgg16_weights() is not None:
         return load_backbone("vgg16", device=device)
-    if optimised_name == "filterbank":
-        return load_backbone("effnet-lite0", device=device)
-    if optimised_name not in BACKBONE_NAMES:
-        raise ValueError(f"optimised_name must be one of {BACKBONE_NAMES[1:]}, got {optimised_name!r}")
     return load_backbone("filterbank", device=device)

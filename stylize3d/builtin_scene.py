@@ -39,7 +39,7 @@ class BuiltinSceneConfig:
     """Width and height of the rendered dataset images."""
     elevation_deg: float = 32.0
     """Orbit elevation above the ground plane."""
-    orbit_radius: float = 4.6
+    orbit_radius: float = 4.1
     """Distance of the orbit cameras from the scene centre."""
     sh_degree: int = 3
     """SH degree of the Gaussians (higher bands start at zero)."""
@@ -163,12 +163,14 @@ def build_gaussians(config: BuiltinSceneConfig = BuiltinSceneConfig()) -> Gaussi
         verts, tris = _primitive_mesh(name)
         verts = verts + np.array([x, y, 0.0])
         pts, normals, spacing = _sample_surface(verts, tris, config.points_per_object, rng)
+        visible = ~((normals[:, 2] < -0.9) & (pts[:, 2] < 0.01))  # faces resting on the ground are never seen
+        pts, normals = pts[visible], normals[visible]
         parts.append(_surface_gaussians(pts, normals, spacing, _object_colors(name, base, pts, rng)))
         labels.append(np.full(len(pts), oid))
         names[oid] = name
     # ground: a jittered grid (even coverage) with a two-tone checker
     side = int(math.ceil(math.sqrt(config.ground_points)))
-    g = np.linspace(-2.2, 2.2, side)
+    g = np.linspace(-1.9, 1.9, side)
     gx, gy = np.meshgrid(g, g)
     pts = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], 1)
     spacing = g[1] - g[0]

@@ -52,6 +52,8 @@ def apply_color_transfer(
 ) -> torch.Tensor:
     """Apply x -> A x + b to colours ``[..., 3]``; clamped to [0, 1] unless ``clamp`` is False."""
     if rgb.shape[-1] != 3 or a.shape != (3, 3) or b.shape != (3,):
-        raise ValueError(f"need rgb [..., 3], A [3, 3], b [3]; got {tuple(rgb.shape)}, {tuple(a.shape)}, {tuple(b.shape)}")
+        raise ValueError(
+            f"need rgb [..., 3], A [3, 3], b [3]; got {tuple(rgb.shape)}, {tuple(a.shape)}, {tuple(b.shape)}"
+        )
     out = rgb @ a.t().to(rgb.dtype) + b.to(rgb.dtype)
     return out.clamp(0.0, 1.0) if clamp else out

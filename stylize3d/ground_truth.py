@@ -29,7 +29,7 @@ def render_ground_truth(scene: GaussianScene, cameras: Cameras, background: torc
         for v in range(len(cameras)):
             rgb = cache.render(v, scene.sh0, scene.shN)
             images.append((rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
-            masks.append(pixel_labels(cache.weights[v], scene.labels, H, W).to(torch.uint8).numpy())
-            depth = torch.where(cache.alpha[v] > 0.5, cache.depth[v], torch.zeros_like(cache.depth[v]))
+            masks.append(pixel_labels(cache[v].weights, scene.labels, H, W).to(torch.uint8).numpy())
+            depth = torch.where(cache[v].alpha > 0.5, cache[v].depth, torch.zeros_like(cache[v].depth))
             depths.append(depth.float().numpy())
     return GroundTruth(images, masks, depths)

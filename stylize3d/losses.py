@@ -30,7 +30,9 @@ def style_feature_bank(style_feats: torch.Tensor | Sequence[torch.Tensor]) -> to
         elif f.ndim == 3:
             f = f.flatten(1)
         elif f.ndim != 2:
-            raise ValueError(f"style features must be [B, C, h, w], [C, h, w] or [C, M], got {tuple(f.shape)}")
+            raise ValueError(
+                f"style features must be [B, C, h, w], [C, h, w] or [C, M], got {tuple(f.shape)}"
+            )
         bank.append(f)
     channels = {f.shape[0] for f in bank}
     if len(channels) != 1:
@@ -68,7 +70,9 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.
 
 
 @torch.no_grad()
-def nearest_neighbours(queries: torch.Tensor, bank: torch.Tensor, chunk: int = CHUNK_ELEMENTS) -> torch.Tensor:
+def nearest_neighbours(
+    queries: torch.Tensor, bank: torch.Tensor, chunk: int = CHUNK_ELEMENTS
+) -> torch.Tensor:
     """Index into ``bank [C, M]`` of the highest-cosine entry for each query ``[N, C]`` -> ``[N]``.
 
     Chunked over both queries and bank so that memory stays ~``chunk`` floats whatever N and M are.
@@ -125,13 +129,17 @@ def nnfm_loss(
 
 @torch.no_grad()
 def nnfm_distance(
-    render_feats: torch.Tensor, style_feats: torch.Tensor | Sequence[torch.Tensor], mask: torch.Tensor | None = None
+    render_feats: torch.Tensor,
+    style_feats: torch.Tensor | Sequence[torch.Tensor],
+    mask: torch.Tensor | None = None,
 ) -> float:
     """NNFM as a metric (lower = closer to the style)."""
     return float(nnfm_loss(render_feats, style_feats, mask))
 
 
-def content_loss(feats: torch.Tensor, feats_ref: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def content_loss(
+    feats: torch.Tensor, feats_ref: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Feature MSE to the unstylized render ``[B, C, h, w]`` (averaged over channels and masked positions)."""
     if feats.shape != feats_ref.shape:
         raise ValueError(f"feats {tuple(feats.shape)} and feats_ref {tuple(feats_ref.shape)} differ in shape")
@@ -152,7 +160,9 @@ def tv_loss(img: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor
     return _weighted_mean(dx, wx[:, None]) + _weighted_mean(dy, wy[:, None])
 
 
-def _as_feature_set(feats: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _as_feature_set(
+    feats: torch.Tensor, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``[B, C, h, w]`` or ``[C, M]`` -> (``[C, N]`` features, ``[N]`` weights)."""
     if feats.ndim == 2:
         if mask is not None:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from .blend_cache import BlendCache
 from .cameras import Cameras
 from .labels import selection_coverage
+from .losses import gram_distance, nnfm_distance
 
 PSNR_CAP_DB = 100.0  # reported when the compared pixels are bitwise identical (the true value is infinite)
 
@@ -30,7 +31,7 @@ def leakage(cache: BlendCache, before: list[torch.Tensor], after: list[torch.Ten
     """PSNR and max difference, after vs before, over the pixels the selected Gaussians do not touch."""
     a, b = [], []
     for v in range(len(cache)):
-        untouched = selection_coverage(cache.weights[v], selected) <= 0  # [HW]
+        untouched = selection_coverage(cache[v].weights, selected) <= 0  # [HW]
         a.append(after[v].reshape(-1, 3)[untouched])
         b.append(before[v].reshape(-1, 3)[untouched])
     a, b = torch.cat(a), torch.cat(b)
@@ -86,38 +87,16 @@ def warp_error(renders: list[torch.Tensor], depths: list[torch.Tensor], alphas: 
 
 
 @torch.no_grad()
-def gram(feats: torch.Tensor) -> torch.Tensor:
-    """[C, P] -> [C, C] normalised Gram matrix."""
-    return feats @ feats.T / max(1, feats.shape[1])
-
-
-@torch.no_grad()
-def masked_features(backbone, img: torch.Tensor, coverage: torch.Tensor, min_coverage: float = 0.5) -> torch.Tensor:
-    """[C, P] backbone features of ``img`` [H,W,3] at cells where ``coverage`` [H,W] >= min_coverage."""
-    f = backbone(img.permute(2, 0, 1)[None])[0]  # [C, h, w]
-    cov = F.adaptive_avg_pool2d(coverage[None, None].float(), f.shape[-2:])[0, 0]
-    return f[:, cov >= min_coverage]
-
-
-@torch.no_grad()
-def nnfm_distance(feats: torch.Tensor, style: torch.Tensor, chunk: int = 4096) -> float:
-    """mean over feats [C,P] of (1 - max cosine to any style feature [C,M])."""
-    if feats.shape[1] == 0:
-        return float("nan")
-    s = F.normalize(style, dim=0)
-    best = []
-    for i in range(0, feats.shape[1], chunk):
-        f = F.normalize(feats[:, i:i + chunk], dim=0)
-        best.append((f.T @ s).max(dim=1).values)
-    return float((1 - torch.cat(best)).mean())
-
-
-@torch.no_grad()
 def style_distances(backbone, renders: list[torch.Tensor], coverages: list[torch.Tensor],
                     style_feats: torch.Tensor) -> dict[str, float]:
-    """NNFM and Gram distance of an object's rendered features (over views) to its style features."""
-    feats = torch.cat([masked_features(backbone, r, c) for r, c in zip(renders, coverages)], dim=1)
+    """NNFM and Gram distance of an object's rendered features to its style features [C, M].
+
+    renders [H,W,3] and coverages [H,W] (the object's blend weight) of several views, judged together.
+    """
+    imgs = torch.stack(renders).permute(0, 3, 1, 2)  # [V, 3, H, W]
+    masks = torch.stack(coverages)[:, None].float()  # [V, 1, H, W]
+    feats = backbone(imgs)
     return {
-        "nnfm": nnfm_distance(feats, style_feats),
-        "gram": float((gram(feats) - gram(style_feats)).pow(2).sum().sqrt()) if feats.shape[1] else float("nan"),
+        "nnfm": nnfm_distance(feats, style_feats, masks),
+        "gram": gram_distance(feats, style_feats, mask_a=masks),
     }

@@ -38,6 +38,7 @@ TRANSFORMS = "transforms.json"
 MASK_KEY = "instance_mask_path"  # object-id masks (ours); nerfstudio's binary "mask_path" is read as a fallback
 DEPTH_SCALE = 1e-3  # depth PNGs hold millimetres, like nerfstudio's depth datasets
 MAX_JSON_BYTES = 256 << 20
+MAX_TOTAL_PIXELS = 400_000_000  # all frames together, after downscaling: ~5 GB as float32 RGB
 _PERSPECTIVE_MODELS = {"OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"}
 _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 
@@ -333,6 +334,10 @@ def read_dataset(root: str | os.PathLike, downscale_to: int | None = None) -> Ne
             if file.suffix != ".npy":  # .npy depth is checked after loading
                 _check_size(path, f"frames[{i}].{key}", file, image_size(file), w, h)
     depth_scale = _number(path, "depth_unit_scale_factor", meta.get("depth_unit_scale_factor", DEPTH_SCALE), True)
+    out_w, out_h = long_side_size(w, h, downscale_to) if downscale_to and max(w, h) > downscale_to else (w, h)
+    if len(frames) * out_w * out_h > MAX_TOTAL_PIXELS:
+        raise ValueError(f"{path}: {len(frames)} frames of {out_w}x{out_h} are over {MAX_TOTAL_PIXELS:,} pixels "
+                         "in total; pass a smaller downscale_to")
 
     # 3. pixels
     images = [load_image(p, exif_transpose=False) for p in image_paths]
@@ -343,8 +348,8 @@ def read_dataset(root: str | os.PathLike, downscale_to: int | None = None) -> Ne
             raise ValueError(f"{path}: frames[{i}].depth_file_path has shape {tuple(d.shape)}, expected {(h, w)}")
 
     # 4. optional downscale (never enlarge)
-    if downscale_to is not None and max(w, h) > downscale_to:
-        cameras = cameras.resized(*long_side_size(w, h, downscale_to))
+    if (out_w, out_h) != (w, h):
+        cameras = cameras.resized(out_w, out_h)
         images = [resize_long_side(im, downscale_to) for im in images]
         masks = [resize_long_side(m, downscale_to, mode="nearest") for m in masks] if masks else None
         depths = [resize_long_side(d, downscale_to, mode="nearest") for d in depths] if depths else None

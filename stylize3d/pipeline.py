@@ -88,19 +88,19 @@ def resolve_targets(loaded: LoadedScene, specs: Sequence[TargetSpec], cache: Ble
             view, x, y = spec.click
             if cache is None or not 0 <= view < len(cache):
                 raise ValueError(f"click on view {view}: the scene has {len(loaded.cameras)} views")
-            mask, oid = select_click(loaded.scene, cache.weights[view], cache.width, x, y)
+            mask, oid = select_click(loaded.scene, cache[view].weights, cache.width, x, y)
             if oid >= 0:
                 name = loaded.scene.object_names.get(oid, name)
         targets.append(StyleTarget(name, mask, styles, [Path(str(s)).name for s in spec.styles]))
     return targets
 
 
-def _consistency(cache: BlendCache, renders, region) -> dict[str, float]:
-    depths = [cache.depth[v] for v in range(len(cache))]
-    alphas = [cache.alpha[v] for v in range(len(cache))]
+def _consistency(cache: BlendCache, cameras, renders, region) -> dict[str, float]:
+    depths = [cache[v].depth for v in range(len(cache))]
+    alphas = [cache[v].alpha for v in range(len(cache))]
     return {
-        "short": warp_error(renders, depths, alphas, cache.cameras, gap=1, region=region),
-        "long": warp_error(renders, depths, alphas, cache.cameras, gap=7, region=region),
+        "short": warp_error(renders, depths, alphas, cameras, gap=1, region=region),
+        "long": warp_error(renders, depths, alphas, cameras, gap=7, region=region),
     }
 
 
@@ -136,7 +136,7 @@ def run(specs: Sequence[TargetSpec], out_dir: str | Path, options: RunOptions = 
     cache = BlendCache.build(scene, loaded.cameras, loaded.background,
                              progress=lambda i, n: progress("caching", i / n, f"view {i}/{n}"))
     if loaded.masks is not None and int(scene.labels.max()) == 0:
-        scene.labels = labels_from_masks(cache.weights, loaded.masks, scene.num_gaussians)
+        scene.labels = labels_from_masks([v.weights for v in cache.views], loaded.masks, scene.num_gaussians)
     timings["caching_s"] = time.perf_counter() - t
 
     # 3. selection, backbone, style features
@@ -160,26 +160,7 @@ def run(specs: Sequence[TargetSpec], out_dir: str | Path, options: RunOptions = 
     # 5. metrics
     t = time.perf_counter()
     progress("metrics", 0.0, "measuring leakage, consistency and style")
-    with torch.no_grad():
-        before = [cache.render(v, scene.sh0, scene.shN) for v in range(len(cache))]
-        after = [cache.render(v, result.scene.sh0, result.scene.shN) for v in range(len(cache))]
-    selected = torch.stack([tg.mask for tg in targets]).any(0)
-    H, W = cache.height, cache.width
-    region = [(selection_coverage(cache.weights[v], selected) > 0.5).reshape(H, W) for v in range(len(cache))]
-    metrics = leakage(cache, before, after, selected)
-    cons_after, cons_before = _consistency(cache, after, region), _consistency(cache, before, region)
-    metrics.update({
-        "consistency_short_rmse": cons_after["short"], "consistency_long_rmse": cons_after["long"],
-        "consistency_short_rmse_unstylized": cons_before["short"],
-        "consistency_long_rmse_unstylized": cons_before["long"],
-    })
-    per_object = _style_metrics(cache, targets, before, after, backbone, judge, cfg)
-    metrics["nnfm_before"] = sum(o["nnfm_before"] for o in per_object) / len(per_object)
-    metrics["nnfm_after"] = sum(o["nnfm_after"] for o in per_object) / len(per_object)
-    metrics["judge_nnfm_before"] = sum(o["judge_nnfm_before"] for o in per_object) / len(per_object)
-    metrics["judge_nnfm_after"] = sum(o["judge_nnfm_after"] for o in per_object) / len(per_object)
-    metrics["judge_gram_before"] = sum(o["judge_gram_before"] for o in per_object) / len(per_object)
-    metrics["judge_gram_after"] = sum(o["judge_gram_after"] for o in per_object) / len(per_object)
+    metrics, per_object, before, after = evaluate(cache, loaded.cameras, scene, result.scene, targets, backbone, judge, cfg)
     timings["metrics_s"] = time.perf_counter() - t
 
     # 6. export (atomically)
@@ -187,7 +168,7 @@ def run(specs: Sequence[TargetSpec], out_dir: str | Path, options: RunOptions = 
         "scene": loaded.source,
         "num_gaussians": scene.num_gaussians,
         "num_views": len(cache),
-        "render_size": [W, H],
+        "render_size": [cache.width, cache.height],
         "backbone": backbone.name,
         "judge_backbone": judge.name,
         "seed": cfg.seed,
@@ -219,10 +200,33 @@ def run(specs: Sequence[TargetSpec], out_dir: str | Path, options: RunOptions = 
     return manifest
 
 
+@torch.no_grad()
+def evaluate(cache: BlendCache, cameras, scene_before, scene_after, targets: list[StyleTarget], backbone, judge,
+             cfg: StylizeConfig):
+    """(metrics, per-object style metrics, renders before, renders after) over every cached view."""
+    before = [cache.render(v, scene_before.sh0, scene_before.shN) for v in range(len(cache))]
+    after = [cache.render(v, scene_after.sh0, scene_after.shN) for v in range(len(cache))]
+    selected = torch.stack([tg.mask for tg in targets]).any(0)
+    H, W = cache.height, cache.width
+    region = [(selection_coverage(cache[v].weights, selected) > 0.5).reshape(H, W) for v in range(len(cache))]
+    metrics = leakage(cache, before, after, selected)
+    cons_after, cons_before = _consistency(cache, cameras, after, region), _consistency(cache, cameras, before, region)
+    metrics.update({
+        "consistency_short_rmse": cons_after["short"], "consistency_long_rmse": cons_after["long"],
+        "consistency_short_rmse_unstylized": cons_before["short"],
+        "consistency_long_rmse_unstylized": cons_before["long"],
+    })
+    per_object = _style_metrics(cache, targets, before, after, backbone, judge, cfg)
+    for key in ("nnfm_before", "nnfm_after", "judge_nnfm_before", "judge_nnfm_after", "judge_gram_before",
+                "judge_gram_after"):
+        metrics[key] = sum(o[key] for o in per_object) / len(per_object)
+    return metrics, per_object, before, after
+
+
 def _style_metrics(cache, targets, before, after, backbone, judge, cfg, max_views: int = 8) -> list[dict]:
     out = []
     for tg in targets:
-        covs = [selection_coverage(cache.weights[v], tg.mask).reshape(cache.height, cache.width)
+        covs = [selection_coverage(cache[v].weights, tg.mask).reshape(cache.height, cache.width)
                 for v in range(len(cache))]
         views = [v for v in range(len(cache)) if (covs[v] > 0.5).sum() >= 16]
         views = views[:: max(1, len(views) // max_views)][:max_views]

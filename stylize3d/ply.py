@@ -2,13 +2,14 @@
 
 Layout (all float32, one ``vertex`` element): x y z nx ny nz f_dc_0..2 f_rest_0..(3K-1) opacity scale_0..2
 rot_0..3. ``f_rest`` is channel-major (index c*K + k for colour channel c and SH basis k). We append an int
-``label`` property and ``comment object <id> <name>`` header lines so our object labels round-trip; other
+``label`` property and ``comment object <id> "<name>"`` header lines (JSON-quoted, ASCII) so our object labels round-trip; other
 viewers ignore both. Parsing is plain numpy on a structured dtype built from the header, checked at every step
 because the file may come from an upload.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -68,10 +69,9 @@ def _parse_header(f, path: Path) -> tuple[str | None, list[_Element], dict[int, 
                 raise ValueError(f"{path}: unsupported PLY format {line!r} (expected one of {sorted(_FORMATS)})")
             order, fmt_seen = _FORMATS[words[1]], True
         elif key == "comment" and len(words) >= 3 and words[1] == "object":
-            rest = line.split(None, 2)[2]
-            oid, _, name = rest.partition(" ")
+            oid, _, name = line.split(None, 2)[2].partition(" ")
             if oid.lstrip("-").isdigit():
-                names[int(oid)] = name
+                names[int(oid)] = _decode_name(name)
         elif key == "element":
             if len(words) != 3 or not words[2].isdigit():
                 raise ValueError(f"{path}: bad PLY element line {line!r}")
@@ -185,9 +185,21 @@ def read_ply(path: str | os.PathLike) -> GaussianScene:
     return scene
 
 
-def _clean_name(name: str) -> str:
-    """Object names go into a header line: no newlines, no leading/trailing space."""
-    return " ".join(str(name).split()) or "unnamed"
+def _encode_name(name: str) -> str:
+    """A JSON string literal: ASCII only (PLY headers are ASCII; plyfile refuses anything else), one line,
+    and exact for any name."""
+    return json.dumps(str(name), ensure_ascii=True)
+
+
+def _decode_name(text: str) -> str:
+    if text.startswith('"'):
+        try:
+            name = json.loads(text)
+            if isinstance(name, str):
+                return name
+        except json.JSONDecodeError:
+            pass
+    return text  # a plain, unquoted name written by hand
 
 
 def write_ply(path: str | os.PathLike, scene: GaussianScene) -> Path:
@@ -221,7 +233,7 @@ def write_ply(path: str | os.PathLike, scene: GaussianScene) -> Path:
     data["label"] = labels.numpy()
 
     header = ["ply", "format binary_little_endian 1.0", "comment written by pocket-studio stylize3d"]
-    header += [f"comment object {oid} {_clean_name(name)}" for oid, name in sorted(scene.object_names.items())]
+    header += [f"comment object {oid} {_encode_name(name)}" for oid, name in sorted(scene.object_names.items())]
     header += [f"element vertex {n}"] + [f"property float {c}" for c in columns] + ["property int label"]
     header += ["end_header"]
     with atomic_open(path) as f:

@@ -13,11 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from .backbones import FeatureBackbone
 from .blend_cache import BlendCache
-from .color_transfer import apply_color_transfer, fit_color_transfer
+from .color_transfer import fit_color_transfer
 from .gaussians import SH_C0, GaussianScene
 from .images import resize_long_side
 from .labels import selection_coverage
@@ -54,8 +53,6 @@ class StylizeConfig:
     """Match each object's colours to its style before and after optimisation (ARF)."""
     style_long_side: int = 256
     """Style images are resized to this long side before feature extraction."""
-    min_coverage: float = 0.5
-    """A feature cell belongs to an object when the object covers at least this much of it."""
     seed: int = 0
     """Seed for the choice of views."""
 
@@ -94,14 +91,14 @@ def _object_pixels(cache: BlendCache, sh0, shN, mask: torch.Tensor, views, min_c
     """[P, 3] rendered colours of the pixels an object covers in the given views."""
     out = []
     for v in views:
-        cov = selection_coverage(cache.weights[v], mask)
+        cov = selection_coverage(cache[v].weights, mask)
         rgb = cache.render(v, sh0, shN).reshape(-1, 3)
         out.append(rgb[cov >= min_coverage])
     return torch.cat(out)
 
 
 def _views_seeing(cache: BlendCache, mask: torch.Tensor, min_pixels: int = 16) -> list[int]:
-    return [v for v in range(len(cache)) if int((selection_coverage(cache.weights[v], mask) > 0.5).sum()) >= min_pixels]
+    return [v for v in range(len(cache)) if int((selection_coverage(cache[v].weights, mask) > 0.5).sum()) >= min_pixels]
 
 
 def _color_transfer(cache, sh0, shN, target: StyleTarget, views) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,10 +115,13 @@ def _color_transfer(cache, sh0, shN, target: StyleTarget, views) -> tuple[torch.
 def stylize(scene: GaussianScene, cache: BlendCache, targets: list[StyleTarget], backbone: FeatureBackbone,
             config: StylizeConfig = StylizeConfig(),
             callback: Callable[[int, int, float, GaussianScene | None], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> StylizeResult:
-    """Stylize each target's Gaussians; returns a new scene whose other Gaussians share the input tensors.
+            should_stop: Callable[[], bool] | None = None,
+            trainable: torch.Tensor | None = None) -> StylizeResult:
+    """Stylize each target's Gaussians; returns a new scene whose other Gaussians keep their exact values.
 
     ``callback(step, total, loss, scene_or_None)`` is called every step (drives progress bars and previews).
+    ``trainable`` [N] bool overrides which Gaussians may change (default: the targets' own); the losses
+    always look at the targets' pixels. Only the S2RF-style baseline in ``bench/`` widens it.
     """
     t0 = time.perf_counter()
     if not targets:
@@ -129,7 +129,7 @@ def stylize(scene: GaussianScene, cache: BlendCache, targets: list[StyleTarget],
     overlap = torch.stack([t.mask for t in targets]).sum(0) > 1
     if overlap.any():
         raise ValueError(f"stylize: {int(overlap.sum())} Gaussians are selected for more than one style")
-    selected = torch.stack([t.mask for t in targets]).any(0)  # [N]
+    selected = torch.stack([t.mask for t in targets]).any(0) if trainable is None else trainable  # [N]
     gen = torch.Generator().manual_seed(config.seed)
 
     # 1. where each object is visible, and the style features per object
@@ -152,7 +152,7 @@ def stylize(scene: GaussianScene, cache: BlendCache, targets: list[StyleTarget],
     opt = torch.optim.Adam([p0, pN], lr=config.lr)
     base_sh0, base_shN = scene.sh0, scene.shN
     all_views = sorted({v for views in target_views for v in views})
-    feat_cov_cache: dict[tuple[int, int], torch.Tensor] = {}
+    cov_cache: dict[tuple[int, int], torch.Tensor] = {}
 
     def full_sh():
         return base_sh0.index_put((sel_idx,), p0), base_shN.index_put((sel_idx,), pN)
@@ -173,22 +173,21 @@ def stylize(scene: GaussianScene, cache: BlendCache, targets: list[StyleTarget],
                 ref = backbone(to_bchw(cache.render(v, base_sh0, base_shN)))
             for ti, t in enumerate(targets):
                 key = (v, ti)
-                if key not in feat_cov_cache:
-                    cov = selection_coverage(cache.weights[v], t.mask).reshape(1, 1, cache.height, cache.width)
-                    feat_cov_cache[key] = (F.adaptive_avg_pool2d(cov, feats.shape[-2:]) >= config.min_coverage,
-                                           cov > 0.5)
-                fmask, pmask = feat_cov_cache[key]
-                if not fmask.any():
+                if key not in cov_cache:  # the object's share of each pixel; losses weight cells by it
+                    cov_cache[key] = selection_coverage(cache[v].weights, t.mask).reshape(1, 1, cache.height,
+                                                                                          cache.width)
+                cov = cov_cache[key]
+                if float(cov.sum()) < 1.0:
                     continue
-                loss = loss + config.style_weight * nnfm_loss(feats, style_feats[ti], fmask)
-                loss = loss + config.content_weight * content_loss(feats, ref, fmask)
+                loss = loss + config.style_weight * nnfm_loss(feats, style_feats[ti], cov)
+                loss = loss + config.content_weight * content_loss(feats, ref, cov)
                 if config.tv_weight > 0:
-                    loss = loss + config.tv_weight * tv_loss(img, pmask)
+                    loss = loss + config.tv_weight * tv_loss(img, cov)
         opt.zero_grad(set_to_none=True)
         if loss.requires_grad:
             loss.backward()
             opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if callback is not None:
             callback(step + 1, config.iters, losses[-1], None)
 

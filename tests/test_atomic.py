@@ -3,7 +3,13 @@ import stat
 
 import pytest
 
-from stylize3d.atomic import atomic_open, atomic_output_dir, atomic_write_bytes, atomic_write_json, atomic_write_text
+from stylize3d.atomic import (
+    atomic_open,
+    atomic_output_dir,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
 
 
 def _siblings(path):

@@ -20,7 +20,7 @@ def _scene(n: int, degree: int, seed: int = 0) -> GaussianScene:
         sh0=torch.randn(n, 1, 3, generator=g),
         shN=torch.randn(n, k, 3, generator=g) * 0.1,
         labels=torch.randint(0, 3, (n,), generator=g),
-        object_names={0: "background", 1: "red box", 2: "tórus 2"},
+        object_names={0: "background", 1: "red box", 2: "tórus 2", 5: ' odd "name"\nline 2 '},
     )
     scene.means[0, 0] = -0.0  # signed zero and a subnormal must survive bit for bit
     scene.opacities[1] = 1e-40
@@ -35,7 +35,7 @@ def _ply_bytes(props: list[tuple[str, str]], rows: np.ndarray | None, n: int | N
                fmt: str = "binary_little_endian", extra_header: str = "") -> bytes:
     """A hand-built PLY: props are (ply type, name); rows a structured array (or None for header only)."""
     n = len(rows) if n is None else n
-    head = [f"ply", f"format {fmt} 1.0", f"element vertex {n}"] + [f"property {t} {p}" for t, p in props]
+    head = ["ply", f"format {fmt} 1.0", f"element vertex {n}"] + [f"property {t} {p}" for t, p in props]
     head = "\n".join(head) + "\n" + extra_header + "end_header\n"
     if rows is None:
         return head.encode()
@@ -84,7 +84,8 @@ def test_layout_is_standard_3dgs(tmp_path):
     props = [ln.split()[-1].decode() for ln in header.splitlines() if ln.startswith(b"property")]
     expected = STANDARD[0] + [f"f_rest_{i}" for i in range(9)] + STANDARD[1] + ["label"]
     assert props == expected
-    assert b"format binary_little_endian 1.0" in header and b"comment object 1 red box" in header
+    assert b"format binary_little_endian 1.0" in header and b'comment object 1 "red box"' in header
+    assert b'comment object 2 "t\\u00f3rus 2"' in header  # PLY headers are ASCII
     assert b"property int label" in header
     rows = np.frombuffer(body, dtype=[(p, "<f4") for p in expected[:-1]] + [("label", "<i4")])
     for c in range(3):
@@ -133,13 +134,15 @@ def test_ascii_big_endian_double_and_extra_properties(tmp_path):
     for p in d_rows.dtype.names:
         extra[p] = d_rows[p]
     extra["red"] = [1, 2, 3]
-    extra["label"] = [0, 7, 7]
+    extra["label"] = [0, 7, 4]
     mixed = tmp_path / "mixed.ply"
-    mixed.write_bytes(_ply_bytes(d_props + [("uchar", "red"), ("short", "label")], extra))
+    names = "comment object 4 hand written name\n"  # unquoted names (edited by hand) are read as-is
+    mixed.write_bytes(_ply_bytes(d_props + [("uchar", "red"), ("short", "label")], extra, extra_header=names))
     s = read_ply(mixed)
     assert s.sh_degree == 1
     assert torch.equal(s.opacities, torch.from_numpy(d_rows["opacity"].astype(np.float32)))
-    assert s.labels.tolist() == [0, 7, 7] and s.object_names[7] == "object 7"
+    assert s.labels.tolist() == [0, 7, 4]
+    assert s.object_names == {0: "background", 4: "hand written name", 7: "object 7"}
 
 
 def _expect_error(tmp_path, data: bytes, pattern: str) -> None:
@@ -169,7 +172,7 @@ def test_missing_properties_listed(tmp_path):
 
 
 def test_truncated_body(tmp_path):
-    props, rows = _standard_rows(10, 3)
+    props, rows = _standard_rows(10, 15)  # 62 floats per vertex
     data = _ply_bytes(props, rows)
     _expect_error(tmp_path, data[:-5], r"truncated PLY body: 10 vertices need 2,480 bytes, the file has 2,475")
     _expect_error(tmp_path, _ply_bytes(props, rows, fmt="ascii").rsplit(b"\n", 3)[0], "truncated PLY body")
@@ -198,7 +201,7 @@ def test_zero_and_absurd_vertex_counts(tmp_path):
 
 
 def test_bad_f_rest_count(tmp_path):
-    props, rows = _standard_rows(2, 3)
+    props, rows = _standard_rows(2, 15)
     keep = [p for p in props if p[1] != "f_rest_44"]  # 44 coefficients: not 3*((d+1)^2-1)
     sub = np.zeros(2, dtype=[(p, "<f4") for _, p in keep])
     _expect_error(tmp_path, _ply_bytes(keep, sub), r"44 f_rest properties.*\[0, 9, 24, 45\]")
