@@ -53,7 +53,7 @@ def check(scene, cameras, label: str) -> dict:
     a, b = outs["gsplat"], outs["torch"]
     r = {"label": label, "gsplat_ms": ms["gsplat"], "torch_ms": ms["torch"]}
     for name in ("rgb", "alpha", "depth"):
-        d = (getattr(a, name) - getattr(b, name)).abs()
+        d = (getattr(a, name) - getattr(b, name)).detach().abs()
         r[f"{name}_max_abs_diff"], r[f"{name}_mean_abs_diff"] = float(d.max()), float(d.mean())
     g = (grads["gsplat"] - grads["torch"]).abs()
     r["sh0_grad_max_abs_diff"], r["sh0_grad_max_abs"] = float(g.max()), float(grads["torch"].abs().max())

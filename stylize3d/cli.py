@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--style", action=_Ordered, help="style image for the preceding object (repeatable)")
     d = StylizeConfig()
     st.add_argument("--iters", type=int, default=d.iters, help=f"optimisation steps (default {d.iters})")
-    st.add_argument("--size", type=int, default=RunOptions.size, help="render size in pixels (default 128)")
+    st.add_argument("--size", type=int, default=RunOptions.size, help=f"render size in pixels (default {RunOptions.size})")
     st.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
     st.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
     st.add_argument("--style-weight", type=float, default=d.style_weight)
@@ -99,6 +99,7 @@ def _cmd_objects(args) -> int:
 
 def _cmd_stylize(args) -> int:
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from .pipeline import run
 
@@ -110,21 +111,15 @@ def _cmd_stylize(args) -> int:
     options = RunOptions(scene=args.scene, size=args.size, backbone=args.backbone,
                          backbone_weights=args.vgg_weights, video=not args.no_video, overwrite=args.overwrite,
                          stylize=cfg)
-    bars: dict[str, tqdm] = {}
+    bar = tqdm(total=1000, file=sys.stderr, bar_format="{desc:<14s}{percentage:3.0f}%|{bar:30}| {postfix}")
 
     def progress(stage: str, frac: float, msg: str) -> None:
-        if stage not in bars:
-            for b in bars.values():
-                b.close()
-            bars[stage] = tqdm(total=1000, desc=stage, unit="‰", leave=True, file=sys.stderr,
-                               bar_format="{desc:>12s} {percentage:3.0f}%|{bar}| {postfix}")
-        bar = bars[stage]
+        bar.set_description_str(stage, refresh=False)
         bar.n = int(frac * 1000)
         bar.set_postfix_str(msg, refresh=True)
 
-    manifest = run(targets, args.out, options, progress=progress)
-    for b in bars.values():
-        b.close()
+    with logging_redirect_tqdm(), bar:
+        manifest = run(targets, args.out, options, progress=progress)
     m, tm = manifest["metrics"], manifest["timings"]
     print(f"wrote {args.out}: backbone {manifest['backbone']}, leakage PSNR {m['leakage_psnr_db']:.1f} dB, "
           f"NNFM {m['nnfm_before']:.3f} -> {m['nnfm_after']:.3f}, consistency short/long RMSE "

@@ -52,7 +52,7 @@ class TargetSpec:
 class RunOptions:
     scene: str = "builtin"
     """'builtin', a 3DGS .ply, or a nerfstudio dataset folder."""
-    size: int = 128
+    size: int = 192
     """Render size (long side, pixels) for optimisation and exports."""
     backbone: str = "auto"
     """'auto' (VGG16 if its weights are local, else EfficientNet-Lite0), 'vgg16', 'effnet-lite0'."""

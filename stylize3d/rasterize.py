@@ -4,7 +4,8 @@ twin, per-pixel blend weights, and ``render`` (gsplat on CUDA, the tile rasteriz
 gsplat has no CPU path, so the tile rasterizer is what runs on CPU. Blending rules shared by both twins (gsplat's,
 except that a Gaussian touches only pixels whose centre lies inside its square ``mean2d +- radius`` and that alpha
 is clamped at 3DGS' 0.99 rather than gsplat 1.4's 0.999):
-front to back by camera depth; ``alpha = min(0.99, opacity * exp(-0.5 * d^T conic d))``, skipped below 1/255;
+front to back by camera depth; ``alpha = min(0.99, opacity * exp(-0.5 * d^T conic d))``, skipped below 1/255
+(a numerically negative quadratic form is not skipped, unlike gsplat, so results stay continuous);
 ``w_i = alpha_i * T_i``; a pixel stops before the Gaussian that would take T to 1e-4 or below;
 ``rgb = sum w_i c_i + T * background``, ``alpha = 1 - T``, ``depth = sum w_i z_i`` (unnormalised).
 """
@@ -313,6 +314,7 @@ def csr_from_triplets(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=size[0]), 0)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta.*")
+        warnings.filterwarnings("ignore", message=".*[Ss]parse invariant checks are implicitly disabled.*")
         return torch.sparse_csr_tensor(crow, cols[order], vals[order], size, check_invariants=False)
 
 
