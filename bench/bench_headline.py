@@ -54,7 +54,7 @@ def main() -> int:
     print(f"target <= 60 s without orbit: {'met' if ok else 'MISSED'}")
     m = manifest["metrics"]
     print(f"leakage {m['leakage_psnr_db']:.1f} dB, NNFM {m['nnfm_before']:.3f} -> {m['nnfm_after']:.3f}, "
-          f"judge Gram {m['judge_gram_before']:.4f} -> {m['judge_gram_after']:.4f}")
+          f"judge Gram {m['judge_gram_before']:.2e} -> {m['judge_gram_after']:.2e}")
     if args.json:
         Path(args.json).write_text(json.dumps({"timings": tm, "wall_s": wall, "cold": args.cold,
                                                "metrics": m}, indent=2))

@@ -28,17 +28,17 @@ def main() -> int:
     ap.add_argument("--object", default="cube")
     ap.add_argument("--style", default=str(ROOT / "assets/styles/mosaic.png"))
     ap.add_argument("--iters", type=int, default=None)
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--size", type=int, default=None, help="render size (default: the CLI default)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
     from stylize3d.backbones import judge_backbone, load_backbone
     from stylize3d.blend_cache import BlendCache
-    from stylize3d.pipeline import TargetSpec, evaluate, resolve_targets
+    from stylize3d.pipeline import RunOptions, TargetSpec, evaluate, resolve_targets
     from stylize3d.scenes import load_scene
     from stylize3d.stylize import StylizeConfig, stylize
 
-    loaded = load_scene("builtin", args.size)
+    loaded = load_scene("builtin", args.size or RunOptions().size)
     cache = BlendCache.build(loaded.scene, loaded.cameras, loaded.background)
     targets = resolve_targets(loaded, [TargetSpec(styles=[args.style], object=args.object)], cache)
     backbone = load_backbone("auto")
@@ -64,7 +64,7 @@ def main() -> int:
     cols = [("seconds", "time s", "{:.1f}"), ("changed_gaussians", "changed G", "{:d}"),
             ("leakage_psnr_db", "leak PSNR dB", "{:.1f}"), ("consistency_short_rmse", "short RMSE", "{:.4f}"),
             ("consistency_long_rmse", "long RMSE", "{:.4f}"), ("nnfm_after", "NNFM after", "{:.3f}"),
-            ("judge_gram_after", "judge Gram", "{:.4f}")]
+            ("judge_gram_after", "judge Gram", "{:.2e}")]
     print(f"{'method':<38s}" + "".join(f"{c[1]:>14s}" for c in cols))
     for name, r in results.items():
         print(f"{name:<38s}" + "".join(f"{c[2].format(r[c[0]]):>14s}" for c in cols))

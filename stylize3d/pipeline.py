@@ -127,8 +127,11 @@ def run(specs: Sequence[TargetSpec], out_dir: str | Path, options: RunOptions = 
     progress("scene", 0.0, f"loading scene {options.scene}")
     loaded = load_scene(options.scene, options.size)
     scene = loaded.scene
-    if any(s.click is None for s in specs):  # names and boxes resolve before the expensive caching
-        resolve_targets(loaded, [s for s in specs if s.click is None], None)
+    for spec in specs:  # unknown names and empty boxes fail before the expensive caching
+        if spec.object is not None:
+            scene.object_id(spec.object)
+        elif spec.box is not None:
+            select_box(scene, spec.box, clean=False)
     timings["scene_s"] = time.perf_counter() - t
 
     # 2. cache blend weights of every view (geometry is frozen from here on)

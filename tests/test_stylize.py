@@ -55,7 +55,7 @@ def test_linear_transform_sh_is_exact():
 
     g = torch.Generator().manual_seed(0)
     sh0, shN = torch.randn(50, 1, 3, generator=g) * 0.3, torch.randn(50, 15, 3, generator=g) * 0.05
-    A, b = torch.randn(3, 3, generator=g) * 0.3 + torch.eye(3), torch.randn(3, generator=g) * 0.1
+    A, b = torch.randn(3, 3, generator=g) * 0.1 + torch.eye(3), torch.randn(3, generator=g) * 0.05
     dirs = torch.nn.functional.normalize(torch.randn(50, 3, generator=g), dim=1)
     n0, nN = linear_transform_sh(sh0, shN, A, b)
     raw = lambda s0, sN: eval_sh(torch.cat([s0, sN], 1), dirs)  # noqa: E731
