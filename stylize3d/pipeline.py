@@ -106,8 +106,13 @@ def _consistency(cache: BlendCache, cameras, renders, region) -> dict[str, float
 
 def run(specs: Sequence[TargetSpec], out_dir: str | Path, options: RunOptions = RunOptions(),
         progress: Progress = _noop, should_stop: Callable[[], bool] | None = None,
-        preview: Callable[[int, torch.Tensor], None] | None = None) -> dict:
-    """Stylize and export; returns the manifest. Raises ValueError on bad input, before writing anything."""
+        preview: Callable[[int, torch.Tensor], None] | None = None, preview_every: int = 10,
+        preview_view: int = 0) -> dict:
+    """Stylize and export; returns the manifest. Raises ValueError on bad input, before writing anything.
+
+    ``should_stop()`` ends the optimisation early (the results so far are still exported);
+    ``preview(step, image [H,W,3])`` receives view ``preview_view`` every ``preview_every`` steps.
+    """
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     out_dir = Path(out_dir)
@@ -154,8 +159,10 @@ def run(specs: Sequence[TargetSpec], out_dir: str | Path, options: RunOptions = 
     t = time.perf_counter()
     cfg = options.stylize
 
-    def on_step(step: int, total: int, loss: float, _scene) -> None:
+    def on_step(step: int, total: int, loss: float, render_view) -> None:
         progress("optimisation", step / total, f"step {step}/{total} loss {loss:.4f}")
+        if preview is not None and (step % preview_every == 0 or step == total):
+            preview(step, render_view(preview_view))
 
     result = stylize(scene, cache, targets, backbone, cfg, callback=on_step, should_stop=should_stop)
     timings["optimisation_s"] = time.perf_counter() - t

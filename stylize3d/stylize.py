@@ -121,12 +121,13 @@ def _color_transfer(cache, sh0, shN, target: StyleTarget, views, floor: float) -
 
 def stylize(scene: GaussianScene, cache: BlendCache, targets: list[StyleTarget], backbone: FeatureBackbone,
             config: StylizeConfig = StylizeConfig(),
-            callback: Callable[[int, int, float, GaussianScene | None], None] | None = None,
+            callback: Callable[[int, int, float, Callable[[int], torch.Tensor]], None] | None = None,
             should_stop: Callable[[], bool] | None = None,
             trainable: torch.Tensor | None = None) -> StylizeResult:
     """Stylize each target's Gaussians; returns a new scene whose other Gaussians keep their exact values.
 
-    ``callback(step, total, loss, scene_or_None)`` is called every step (drives progress bars and previews).
+    ``callback(step, total, loss, render_view)`` is called every step (drives progress bars); ``render_view(v)``
+    renders view ``v`` as it is now (live previews).
     ``trainable`` [N] bool overrides which Gaussians may change (default: the targets' own); the losses
     always look at the targets' pixels. Only the S2RF-style baseline in ``bench/`` widens it.
     """
@@ -168,6 +169,11 @@ def stylize(scene: GaussianScene, cache: BlendCache, targets: list[StyleTarget],
     def full_sh():
         return base_sh0.index_put((sel_idx,), p0), base_shN.index_put((sel_idx,), pN)
 
+    @torch.no_grad()
+    def render_now(view: int) -> torch.Tensor:
+        """[H, W, 3] the current state of a view, for live previews."""
+        return cache.render(view, *full_sh()).clamp(0, 1)
+
     losses, stopped = [], False
     for step in range(config.iters):
         if should_stop is not None and should_stop():
@@ -200,7 +206,7 @@ def stylize(scene: GaussianScene, cache: BlendCache, targets: list[StyleTarget],
             opt.step()
         losses.append(float(loss.detach()))
         if callback is not None:
-            callback(step + 1, config.iters, losses[-1], None)
+            callback(step + 1, config.iters, losses[-1], render_now)
 
     # 4. colour transfer after: the stylized renders take the style's exact colour statistics
     with torch.no_grad():

@@ -1,0 +1,59 @@
+"""Turning what a visitor chose (built-in scene or an upload) into a scene spec the engine understands.
+
+Uploads are copied or unpacked into the visitor's own folder first, so no path a visitor sends is ever used to
+read anything else on the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from stylize3d.archive import safe_extract_zip
+
+from .sessions import Session
+
+BUILTIN = "Built-in scene"
+UPLOAD = "Upload (.ply or dataset .zip)"
+SCENE_SOURCES = [BUILTIN, UPLOAD]
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def resolve_scene(session: Session, source: str, upload: str | None) -> tuple[str, str]:
+    """(spec for ``stylize3d.scenes.load_scene``, a label for people). Raises ValueError for bad uploads."""
+    if source == BUILTIN or (source != UPLOAD and not upload):
+        return "builtin", "built-in scene"
+    if not upload:
+        raise ValueError("choose a .ply file or a nerfstudio dataset .zip to upload first")
+    path = Path(upload)
+    name = path.name
+    suffix = path.suffix.lower()
+    if suffix not in (".ply", ".zip"):
+        raise ValueError(f"{name}: upload a 3DGS .ply or a nerfstudio dataset .zip (got '{suffix or 'no extension'}')")
+    key = _digest(path)
+    cached = session.data.setdefault("uploads", {})
+    if key in cached and Path(cached[key]).exists():
+        return cached[key], name
+    dest = session.folder / "uploads" / key
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    if suffix == ".ply":
+        spec = dest / "scene.ply"
+        shutil.copyfile(path, spec)
+    else:
+        try:
+            spec = safe_extract_zip(path, dest)
+        except ValueError:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+    cached[key] = str(spec)
+    return str(spec), name

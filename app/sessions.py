@@ -1,0 +1,112 @@
+"""One folder and one small state object per browser session, swept away when the session ends or ages out."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass
+class Session:
+    """Server-side state of one visitor (the browser keeps only its session hash)."""
+
+    id: str
+    folder: Path
+    last_seen: float = field(default_factory=time.time)
+    stop: threading.Event = field(default_factory=threading.Event)
+    busy: threading.Lock = field(default_factory=threading.Lock)
+    data: dict[str, Any] = field(default_factory=dict)  # scene, view, history, ... (owned by the tabs)
+
+    def new_dir(self, prefix: str) -> Path:
+        """A fresh sub-folder for one job, named so jobs never collide."""
+        path = self.folder / f"{prefix}-{time.strftime('%H%M%S')}-{time.perf_counter_ns() % 10**6:06d}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class SessionStore:
+    """Sessions by id, each with its own folder under ``root``; idle ones are dropped after ``ttl_s``."""
+
+    def __init__(self, root: Path, ttl_s: float = 3600.0, max_sessions: int = 256) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ttl_s = ttl_s
+        self.max_sessions = max_sessions
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self._sweeper: threading.Thread | None = None
+
+    def get(self, session_id: str | None) -> Session:
+        sid = _SAFE_ID.sub("", session_id or "")[:64] or "anonymous"
+        with self._lock:
+            session = self._sessions.get(sid)
+            if session is None:
+                if len(self._sessions) >= self.max_sessions:
+                    self._drop_oldest_locked()
+                session = Session(sid, self.root / sid)
+                session.folder.mkdir(parents=True, exist_ok=True)
+                self._sessions[sid] = session
+            session.last_seen = time.time()
+            return session
+
+    def drop(self, session_id: str | None) -> None:
+        sid = _SAFE_ID.sub("", session_id or "")[:64]
+        with self._lock:
+            session = self._sessions.pop(sid, None)
+        if session is not None:
+            session.stop.set()
+            shutil.rmtree(session.folder, ignore_errors=True)
+            logger.info("session %s closed; removed %s", sid, session.folder)
+
+    def _drop_oldest_locked(self) -> None:
+        oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
+        self._sessions.pop(oldest.id)
+        oldest.stop.set()
+        shutil.rmtree(oldest.folder, ignore_errors=True)
+
+    def sweep(self, now: float | None = None) -> int:
+        """Drop sessions idle for longer than the TTL and any orphan folders that old; returns folders removed."""
+        now = time.time() if now is None else now
+        removed = 0
+        with self._lock:
+            for sid in [s.id for s in self._sessions.values()
+                        if now - s.last_seen > self.ttl_s and not s.busy.locked()]:
+                self._sessions.pop(sid).stop.set()
+            live = {s.folder for s in self._sessions.values()}
+        for folder in self.root.iterdir():
+            if folder in live or not folder.is_dir():
+                continue
+            if now - folder.stat().st_mtime > self.ttl_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def start_sweeper(self, every_s: float = 60.0) -> None:
+        if self._sweeper is not None:
+            return
+
+        def loop() -> None:
+            while True:
+                time.sleep(every_s)
+                try:
+                    n = self.sweep()
+                    if n:
+                        logger.info("removed %d expired output folders", n)
+                except OSError as err:
+                    logger.warning("output sweep failed: %s", err)
+
+        self._sweeper = threading.Thread(target=loop, name="output-sweeper", daemon=True)
+        self._sweeper.start()
+
+    def __len__(self) -> int:
+        return len(self._sessions)

@@ -1,0 +1,74 @@
+"""The studio shell: ``build_demo(services)`` assembles the tabs; ``main`` parses flags and serves.
+
+Each tab is one module with a ``build(services)`` function; only tabs that exist are shown. Importing this
+module loads no weights and builds nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import fields
+from pathlib import Path
+
+import gradio as gr
+
+from . import stylize_tab
+from .services import ASSETS, Services, StudioConfig
+
+logger = logging.getLogger(__name__)
+
+TABS = [("3D Stylize", stylize_tab.build)]
+
+CSS = """
+#view img { cursor: crosshair; }
+#status { min-height: 3em; }
+"""
+
+
+def build_demo(services: Services) -> gr.Blocks:
+    with gr.Blocks(title="Pocket Studio", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown("# Pocket Studio\nOn-device generative media, in the open.")
+        with gr.Tabs():
+            for title, build in TABS:
+                with gr.Tab(title):
+                    build(services)
+
+        def start_session(request: gr.Request) -> None:
+            services.sessions.get(request.session_hash)
+
+        def end_session(request: gr.Request) -> None:
+            services.sessions.drop(request.session_hash)
+
+        demo.load(start_session, None, None, api_visibility="private")
+        demo.unload(end_session)
+    return demo
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = StudioConfig()
+    p = argparse.ArgumentParser(prog="app.py", description="Pocket Studio in the browser.")
+    p.add_argument("--host", default=d.host, help=f"interface to bind (default {d.host}: this machine only)")
+    p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port})")
+    p.add_argument("--share", action="store_true", help="also create a public share link")
+    p.add_argument("--output-root", type=Path, default=d.output_root, help="per-session output folders")
+    p.add_argument("--output-ttl-min", type=float, default=d.output_ttl_min,
+                   help=f"remove session outputs after this many minutes (default {d.output_ttl_min:g})")
+    p.add_argument("--max-upload-mb", type=int, default=d.max_upload_mb, help="largest accepted upload")
+    p.add_argument("--concurrency", type=int, default=d.concurrency, help="stylizations running at once")
+    p.add_argument("--queue-size", type=int, default=d.queue_size, help="most jobs waiting in the queue")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    names = {f.name for f in fields(StudioConfig)}
+    config = StudioConfig(**{k: v for k, v in vars(args).items() if k in names})
+    services = Services(config)
+    services.sessions.start_sweeper()
+    demo = build_demo(services)
+    demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
+    demo.launch(server_name=config.host, server_port=config.port, share=config.share,
+                max_file_size=f"{config.max_upload_mb}mb", allowed_paths=[str(ASSETS / "styles")],
+                show_error=True, css=CSS, footer_links=["api"])
