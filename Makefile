@@ -7,8 +7,8 @@ OUT ?= outputs/demo
 
 .PHONY: install system-deps demo studio test test-all bench lint clean
 
-# open3d needs libusb at import time.
-SYSTEM_PACKAGES := libusb-1.0-0 libgomp1
+# open3d needs libusb at import time; the browser tests drive Debian's chromium.
+SYSTEM_PACKAGES := libusb-1.0-0 libgomp1 chromium
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

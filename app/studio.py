@@ -32,7 +32,7 @@ def build_demo(services: Services) -> gr.Blocks:
         with gr.Tabs():
             for title, build in TABS:
                 with gr.Tab(title):
-                    build(services)
+                    build(services, demo)
 
         def start_session(request: gr.Request) -> None:
             services.sessions.get(request.session_hash)

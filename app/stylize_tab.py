@@ -4,8 +4,6 @@ Handlers are plain functions of (inputs, session); ``build`` lays out the compon
 goes through ``stylize3d.pipeline.run`` in a worker thread so the handler can stream previews and progress.
 """
 
-from __future__ import annotations
-
 import logging
 import queue
 import threading
@@ -16,7 +14,7 @@ import gradio as gr
 import numpy as np
 
 from stylize3d.archive import zip_dir
-from stylize3d.images import load_image, to_uint8
+from stylize3d.images import load_array, load_image, to_uint8
 from stylize3d.pipeline import RunOptions, TargetSpec, run
 from stylize3d.preview import overlay, preview_view
 from stylize3d.scenes import load_scene
@@ -31,6 +29,7 @@ from .style_plan import format_plan, parse_plan, resolve_style
 logger = logging.getLogger(__name__)
 
 SIZES = [128, 192, 256]
+DISPLAY_PX = 512  # the view is upscaled by an integer factor to about this width
 DEFAULTS = StylizeConfig()
 
 
@@ -51,235 +50,284 @@ def _render(session: Session, index: int, objects: list[str], show_all: bool) ->
         view = preview_view(loaded.scene, loaded.cameras, index, loaded.background)
         session.data["view"], session.data["view_index"] = view, index
     selected = {loaded.scene.object_id(o) for o in objects or [] if not o.startswith("click:")}
-    return overlay(view.rgb, view.labels, selected, show_all=show_all)
+    return _upscale(overlay(view.rgb, view.labels, selected, show_all=show_all))
+
+
+def _upscale(img: np.ndarray) -> np.ndarray:
+    """Shown large and crisp (nearest, integer factor); clicks are divided back by the same factor."""
+    scale = _display_scale(img.shape[1])
+    return img.repeat(scale, 0).repeat(scale, 1)
+
+
+def _display_scale(width: int) -> int:
+    return max(1, DISPLAY_PX // width)
 
 
 # ------------------------------------------------------------------------------------------------ handlers
 
 
-def load_scene_handler(services: Services, source: str, upload: str | None, size: int, request: gr.Request):
-    session = _session(services, request)
-    try:
-        spec, label = resolve_scene(session, source, upload)
-        loaded = load_scene(spec, int(size))
-    except ValueError as err:
-        raise gr.Error(str(err)) from err
-    session.data.update(scene=loaded, spec=spec, view=None, view_index=None, size=int(size))
-    choices = _object_choices(loaded.scene)
-    note = "" if choices else " It has no object labels: click it to grow a selection, or use a 3D box."
-    status = f"Loaded **{label}**: {loaded.scene.num_gaussians:,} Gaussians, {len(loaded.cameras)} views.{note}"
-    return (
-        _render(session, 0, [], True),
-        gr.update(maximum=len(loaded.cameras) - 1, value=0),
-        gr.update(choices=choices, value=[]),
-        "",
-        gr.update(choices=[], value=None),
-        status,
-    )
+class StylizeHandlers:
+    """Event handlers; methods so that Gradio sees their real signatures (gr.Request, gr.SelectData)."""
 
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
-def view_handler(services: Services, index: int, objects: list[str], show_all: bool, request: gr.Request):
-    session = _session(services, request)
-    if "scene" not in session.data:
-        raise gr.Error("load a scene first")
-    return _render(session, int(index), objects, show_all)
-
-
-def click_handler(services: Services, objects: list[str], index: int, show_all: bool, evt: gr.SelectData,
-                  request: gr.Request):
-    """A click on the view toggles the object under the pointer (or grows a region on unlabelled scenes)."""
-    session = _session(services, request)
-    if "scene" not in session.data or session.data.get("view") is None:
-        raise gr.Error("load a scene first")
-    loaded, view = session.data["scene"], session.data["view"]
-    x, y = (int(v) for v in evt.index[:2])
-    h, w = view.labels.shape
-    if not (0 <= x < w and 0 <= y < h):
-        raise gr.Error(f"click at ({x}, {y}) is outside the {w}x{h} view")
-    objects = list(objects or [])
-    choices = _object_choices(loaded.scene)
-    oid = int(view.labels[y, x])
-    if choices:
-        if oid == 0:
-            gr.Info("Nothing selectable there: click on an object.")
-            return gr.update(), _render(session, int(index), objects, show_all)
-        name = loaded.scene.object_names[oid]
-        objects.remove(name) if name in objects else objects.append(name)
-    else:
-        if gaussian_under_pixel(view.weights, view.width, x, y) < 0:
-            gr.Info("Nothing there: click on the scene.")
-            return gr.update(), _render(session, int(index), objects, show_all)
-        token = f"click:{int(index)},{x},{y}"
-        objects.append(token)
-        choices = sorted(set(choices) | {o for o in objects if o.startswith("click:")})
-        return gr.update(choices=choices, value=objects), _render(session, int(index), objects, show_all)
-    return gr.update(value=objects), _render(session, int(index), objects, show_all)
-
-
-def objects_handler(services: Services, objects: list[str], plan_text: str, active: str | None, index: int,
-                    show_all: bool, box: str, request: gr.Request):
-    """Keep the plan in step with the selection: new objects get the first built-in style."""
-    session = _session(services, request)
-    try:
-        plan = parse_plan(plan_text)
-    except ValueError:
-        plan = {}
-    targets = list(objects or []) + (["box"] if (box or "").strip() else [])
-    default = next(iter(services.builtin_styles()))
-    plan = {t: plan.get(t, [default]) for t in targets}
-    active = active if active in targets else (targets[-1] if targets else None)
-    image = _render(session, int(index), objects, show_all) if "scene" in session.data else gr.update()
-    return format_plan(plan), gr.update(choices=targets, value=active), image
-
-
-def _assign(plan_text: str, active: str | None, token: str, add: bool) -> str:
-    if not active:
-        raise gr.Error("select an object first (click it in the view or tick it in the list)")
-    plan = parse_plan(plan_text)
-    plan[active] = (plan.get(active, []) + [token]) if add else [token]
-    return format_plan(plan)
-
-
-def gallery_handler(services: Services, plan_text: str, active: str | None, add: bool, evt: gr.SelectData):
-    name = list(services.builtin_styles())[evt.index]
-    return _assign(plan_text, active, name, add)
-
-
-def upload_style_handler(plan_text: str, active: str | None, add: bool, upload: str | None):
-    if not upload:
-        return plan_text
-    try:
-        load_image(upload)
-    except ValueError as err:
-        raise gr.Error(str(err)) from err
-    return _assign(plan_text, active, "upload", add) if active else plan_text
-
-
-def history_handler(plan_text: str, active: str | None, add: bool, evt: gr.SelectData):
-    return _assign(plan_text, active, f"history:{evt.index}", add)
-
-
-def cancel_handler(services: Services, request: gr.Request):
-    _session(services, request).stop.set()
-    return "Stopping after the current step; the results so far will be exported."
-
-
-def _targets(services: Services, session: Session, objects: list[str], box: str, plan_text: str,
-             upload: str | None) -> list[TargetSpec]:
-    plan = parse_plan(plan_text)
-    builtin = services.builtin_styles()
-    history = session.data.get("history", [])
-    specs = []
-    for obj in list(objects or []) + (["box"] if (box or "").strip() else []):
-        tokens = plan.get(obj)
-        if not tokens:
-            raise ValueError(f"choose a style for {obj!r} (click a style in the gallery)")
-        styles = [str(resolve_style(t, builtin, upload, history)) for t in tokens]
-        if obj == "box":
-            specs.append(TargetSpec(styles=styles, box=parse_box(box)))
-        elif obj.startswith("click:"):
-            v, x, y = (int(p) for p in obj.split(":", 1)[1].split(","))
-            specs.append(TargetSpec(styles=styles, click=(v, x, y)))
-        else:
-            specs.append(TargetSpec(styles=styles, object=obj))
-    if not specs:
-        raise ValueError("select at least one object: click it in the view, tick it in the list, or give a 3D box")
-    return specs
-
-
-def validate_handler(services: Services, source, upload, objects, box, plan_text, style_upload, request: gr.Request):
-    """Cheap checks before the heavy job is queued (gr.Error shows in the page)."""
-    session = _session(services, request)
-    try:
-        resolve_scene(session, source, upload)
-        for spec in _targets(services, session, objects, box, plan_text, style_upload):
-            for s in spec.styles:
-                load_image(s)
-    except ValueError as err:
-        raise gr.Error(str(err)) from err
-
-
-def run_handler(services: Services, source, upload, objects, box, plan_text, style_upload, iters, style_weight,
-                content_weight, size, seed, view_index, request: gr.Request, progress):
-    """Stylize; yields live previews of the current view, then the results."""
-    session = _session(services, request)
-    try:
-        spec, _ = resolve_scene(session, source, upload)
-        targets = _targets(services, session, objects, box, plan_text, style_upload)
-    except ValueError as err:
-        raise gr.Error(str(err)) from err
-    if not session.busy.acquire(blocking=False):
-        raise gr.Error("a stylization is already running in this session")
-    try:
-        yield from _run_job(services, session, spec, targets, iters, style_weight, content_weight, size, seed,
-                            view_index, progress)
-    finally:
-        session.busy.release()
-
-
-def _run_job(services, session, spec, targets, iters, style_weight, content_weight, size, seed, view_index,
-             progress):
-    session.stop.clear()
-    out_dir = session.new_dir("run")
-    cfg = replace(DEFAULTS, iters=int(iters), style_weight=float(style_weight),
-                  content_weight=float(content_weight), seed=int(seed))
-    options = RunOptions(scene=spec, size=int(size), stylize=cfg)
-    events: queue.Queue = queue.Queue()
-    outcome: dict = {}
-
-    def work() -> None:
+    def load_scene_handler(self, source: str, upload: str | None, size: int, request: gr.Request):
+        session = _session(self.services, request)
         try:
-            outcome["manifest"] = run(
-                targets, out_dir, options,
-                progress=lambda stage, frac, msg: events.put(("progress", stage, frac, msg)),
-                should_stop=session.stop.is_set,
-                preview=lambda step, img: events.put(("preview", step, to_uint8(img), None)),
-                preview_every=services.config.preview_every, preview_view=int(view_index))
+            spec, label = resolve_scene(session, source, upload)
+            loaded = load_scene(spec, int(size))
         except ValueError as err:
-            outcome["error"] = str(err)
-        except Exception as err:  # noqa: BLE001 - reported to the page, the server keeps serving
-            logger.exception("stylization failed")
-            outcome["error"] = f"stylization failed: {type(err).__name__}: {err}"
-        finally:
-            events.put(None)
+            raise gr.Error(str(err)) from err
+        session.data.update(scene=loaded, spec=spec, view=None, view_index=None, size=int(size))
+        choices = _object_choices(loaded.scene)
+        note = "" if choices else " It has no object labels: click it to grow a selection, or use a 3D box."
+        status = f"Loaded **{label}**: {loaded.scene.num_gaussians:,} Gaussians, {len(loaded.cameras)} views.{note}"
+        return (
+            _render(session, 0, [], True),
+            gr.update(maximum=len(loaded.cameras) - 1, value=0),
+            gr.update(choices=choices, value=[]),
+            "",
+            gr.update(choices=[], value=None),
+            status,
+        )
 
-    threading.Thread(target=work, name=f"stylize-{session.id}", daemon=True).start()
-    while (event := events.get()) is not None:
-        kind, a, b, msg = event
-        if kind == "progress":
-            progress(b, desc=f"{a}: {msg}")
+    def view_handler(self, index: int, objects: list[str], show_all: bool, request: gr.Request):
+        session = _session(self.services, request)
+        if "scene" not in session.data:
+            raise gr.Error("load a scene first")
+        return _render(session, int(index), objects, show_all)
+
+    def click_handler(
+        self, objects: list[str], index: int, show_all: bool, evt: gr.SelectData, request: gr.Request
+    ):
+        """A click on the view toggles the object under the pointer (or grows a region on unlabelled scenes)."""
+        session = _session(self.services, request)
+        if "scene" not in session.data or session.data.get("view") is None:
+            raise gr.Error("load a scene first")
+        loaded, view = session.data["scene"], session.data["view"]
+        h, w = view.labels.shape
+        scale = _display_scale(w)
+        x, y = (int(v) // scale for v in evt.index[:2])
+        if not (0 <= x < w and 0 <= y < h):
+            raise gr.Error(f"click at ({x}, {y}) is outside the {w}x{h} view")
+        objects = list(objects or [])
+        choices = _object_choices(loaded.scene)
+        oid = int(view.labels[y, x])
+        if choices:
+            if oid == 0:
+                gr.Info("Nothing selectable there: click on an object.")
+                return gr.update(), _render(session, int(index), objects, show_all)
+            name = loaded.scene.object_names[oid]
+            objects.remove(name) if name in objects else objects.append(name)
         else:
-            yield {"view": b, "status": f"Step {a}/{int(iters)}: live preview of view {int(view_index)}"}
-    if "error" in outcome:
-        raise gr.Error(outcome["error"])
-    yield _results(session, out_dir, outcome["manifest"], int(view_index))
+            if gaussian_under_pixel(view.weights, view.width, x, y) < 0:
+                gr.Info("Nothing there: click on the scene.")
+                return gr.update(), _render(session, int(index), objects, show_all)
+            token = f"click:{int(index)},{x},{y}"
+            objects.append(token)
+            choices = sorted(set(choices) | {o for o in objects if o.startswith("click:")})
+            return gr.update(choices=choices, value=objects), _render(session, int(index), objects, show_all)
+        return gr.update(value=objects), _render(session, int(index), objects, show_all)
 
+    def objects_handler(
+        self,
+        objects: list[str],
+        plan_text: str,
+        active: str | None,
+        index: int,
+        show_all: bool,
+        box: str,
+        request: gr.Request,
+    ):
+        """Keep the plan in step with the selection: new objects get the first built-in style."""
+        session = _session(self.services, request)
+        try:
+            plan = parse_plan(plan_text)
+        except ValueError:
+            plan = {}
+        targets = list(objects or []) + (["box"] if (box or "").strip() else [])
+        default = next(iter(self.services.builtin_styles()))
+        plan = {t: plan.get(t, [default]) for t in targets}
+        active = active if active in targets else (targets[-1] if targets else None)
+        image = _render(session, int(index), objects, show_all) if "scene" in session.data else gr.update()
+        return format_plan(plan), gr.update(choices=targets, value=active), image
 
-def _results(session: Session, out_dir: Path, manifest: dict, view_index: int) -> dict:
-    renders = sorted((out_dir / "renders").glob("*.png"))
-    after = renders[min(view_index, len(renders) - 1)]
-    before = session.data.get("view")
-    history = session.data.setdefault("history", [])
-    history.append(str(after))
-    archive = zip_dir(out_dir, out_dir.parent / f"{out_dir.name}.zip")
-    m = manifest["metrics"]
-    status = (f"Done in {manifest['timings']['total_s']:.1f} s with the **{manifest['backbone']}** backbone"
-              f"{' (stopped early)' if manifest['stopped_early'] else ''}. Leakage PSNR "
-              f"{m['leakage_psnr_db']:.0f} dB (100 = untouched pixels identical), NNFM "
-              f"{m['nnfm_before']:.3f} -> {m['nnfm_after']:.3f}.")
-    before_img = to_uint8(before.rgb) if before is not None and session.data.get("view_index") == view_index \
-        else str(after)
-    return {
-        "view": str(after),
-        "status": status,
-        "compare": (before_img, str(after)),
-        "renders": [str(p) for p in renders],
-        "orbit": str(out_dir / "orbit.mp4"),
-        "splats": str(out_dir / "stylized.ply"),
-        "download": str(archive),
-        "manifest": manifest,
-        "history": list(history),
-    }
+    @staticmethod
+    def _assign(plan_text: str, active: str | None, token: str, add: bool) -> str:
+        if not active:
+            raise gr.Error("select an object first (click it in the view or tick it in the list)")
+        plan = parse_plan(plan_text)
+        plan[active] = (plan.get(active, []) + [token]) if add else [token]
+        return format_plan(plan)
+
+    def gallery_handler(self, plan_text: str, active: str | None, add: bool, evt: gr.SelectData):
+        name = list(self.services.builtin_styles())[evt.index]
+        return self._assign(plan_text, active, name, add)
+
+    def upload_style_handler(self, plan_text: str, active: str | None, add: bool, upload: str | None):
+        if not upload:
+            return plan_text
+        try:
+            load_image(upload)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        return self._assign(plan_text, active, "upload", add) if active else plan_text
+
+    def history_handler(self, plan_text: str, active: str | None, add: bool, evt: gr.SelectData):
+        return self._assign(plan_text, active, f"history:{evt.index}", add)
+
+    def cancel_handler(self, request: gr.Request):
+        _session(self.services, request).stop.set()
+        return "Stopping after the current step; the results so far will be exported."
+
+    def _targets(
+        self, session: Session, objects: list[str], box: str, plan_text: str, upload: str | None
+    ) -> list[TargetSpec]:
+        plan = parse_plan(plan_text)
+        builtin = self.services.builtin_styles()
+        history = session.data.get("history", [])
+        specs = []
+        for obj in list(objects or []) + (["box"] if (box or "").strip() else []):
+            tokens = plan.get(obj)
+            if not tokens:
+                raise ValueError(f"choose a style for {obj!r} (click a style in the gallery)")
+            styles = [str(resolve_style(t, builtin, upload, history)) for t in tokens]
+            if obj == "box":
+                specs.append(TargetSpec(styles=styles, box=parse_box(box)))
+            elif obj.startswith("click:"):
+                v, x, y = (int(p) for p in obj.split(":", 1)[1].split(","))
+                specs.append(TargetSpec(styles=styles, click=(v, x, y)))
+            else:
+                specs.append(TargetSpec(styles=styles, object=obj))
+        if not specs:
+            raise ValueError(
+                "select at least one object: click it in the view, tick it in the list, or give a 3D box"
+            )
+        return specs
+
+    def validate_handler(self, source, upload, objects, box, plan_text, style_upload, request: gr.Request):
+        """Cheap checks before the heavy job is queued (gr.Error shows in the page)."""
+        session = _session(self.services, request)
+        try:
+            resolve_scene(session, source, upload)
+            for spec in self._targets(session, objects, box, plan_text, style_upload):
+                for s in spec.styles:
+                    load_image(s)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+
+    def run_handler(
+        self,
+        source,
+        upload,
+        objects,
+        box,
+        plan_text,
+        style_upload,
+        iters,
+        style_weight,
+        content_weight,
+        size,
+        seed,
+        view_index,
+        request: gr.Request,
+        progress,
+    ):
+        """Stylize; yields live previews of the current view, then the results."""
+        session = _session(self.services, request)
+        try:
+            spec, _ = resolve_scene(session, source, upload)
+            targets = self._targets(session, objects, box, plan_text, style_upload)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        if not session.busy.acquire(blocking=False):
+            raise gr.Error("a stylization is already running in this session")
+        try:
+            yield from self._run_job(
+                session, spec, targets, iters, style_weight, content_weight, size, seed, view_index, progress
+            )
+        finally:
+            session.busy.release()
+
+    def _run_job(
+        self, session, spec, targets, iters, style_weight, content_weight, size, seed, view_index, progress
+    ):
+        session.stop.clear()
+        out_dir = session.new_dir("run")
+        cfg = replace(
+            DEFAULTS,
+            iters=int(iters),
+            style_weight=float(style_weight),
+            content_weight=float(content_weight),
+            seed=int(seed),
+        )
+        options = RunOptions(scene=spec, size=int(size), stylize=cfg)
+        events: queue.Queue = queue.Queue()
+        outcome: dict = {}
+
+        def work() -> None:
+            try:
+                outcome["manifest"] = run(
+                    targets,
+                    out_dir,
+                    options,
+                    progress=lambda stage, frac, msg: events.put(("progress", stage, frac, msg)),
+                    should_stop=session.stop.is_set,
+                    preview=lambda step, img: events.put(("preview", step, to_uint8(img), None)),
+                    preview_every=self.services.config.preview_every,
+                    preview_view=int(view_index),
+                )
+            except ValueError as err:
+                outcome["error"] = str(err)
+            except Exception as err:  # noqa: BLE001 - reported to the page, the server keeps serving
+                logger.exception("stylization failed")
+                outcome["error"] = f"stylization failed: {type(err).__name__}: {err}"
+            finally:
+                events.put(None)
+
+        threading.Thread(target=work, name=f"stylize-{session.id}", daemon=True).start()
+        while (event := events.get()) is not None:
+            kind, a, b, msg = event
+            if kind == "progress":
+                progress(b, desc=f"{a}: {msg}")
+            else:
+                yield {"view": _upscale(b), "status": f"Step {a}/{int(iters)}: live preview of view {int(view_index)}"}
+        if "error" in outcome:
+            raise gr.Error(outcome["error"])
+        yield self._results(session, spec, int(size), out_dir, outcome["manifest"], int(view_index))
+
+    @staticmethod
+    def _results(session: Session, spec: str, size: int, out_dir: Path, manifest: dict, view_index: int) -> dict:
+        renders = sorted((out_dir / "renders").glob("*.png"))
+        after = renders[min(view_index, len(renders) - 1)]
+        if session.data.get("spec") != spec or session.data.get("size") != size:  # keep the viewer in step
+            session.data.update(scene=load_scene(spec, size), spec=spec, size=size, view=None, view_index=None)
+        loaded = session.data["scene"]
+        before = preview_view(loaded.scene, loaded.cameras, view_index, loaded.background)
+        session.data.update(view=before, view_index=view_index)
+        history = session.data.setdefault("history", [])
+        history.append(str(after))
+        archive = zip_dir(out_dir, out_dir.parent / f"{out_dir.name}.zip")
+        m = manifest["metrics"]
+        status = (
+            f"Done in {manifest['timings']['total_s']:.1f} s with the **{manifest['backbone']}** backbone"
+            f"{' (stopped early)' if manifest['stopped_early'] else ''}. Leakage PSNR "
+            f"{m['leakage_psnr_db']:.0f} dB (100 = untouched pixels identical), NNFM "
+            f"{m['nnfm_before']:.3f} -> {m['nnfm_after']:.3f}."
+        )
+        before_img = to_uint8(before.rgb)
+        return {
+            "view": _upscale(load_array(after)),
+            "status": status,
+            "compare": (before_img, str(after)),
+            "renders": [str(p) for p in renders],
+            "orbit": str(out_dir / "orbit.mp4"),
+            "splats": str(out_dir / "stylized.ply"),
+            "download": str(archive),
+            "manifest": manifest,
+            "history": list(history),
+        }
 
 
 # ------------------------------------------------------------------------------------------------ layout
@@ -289,8 +337,8 @@ HELP = """**1.** Load a scene · **2.** Click objects in the view (or tick them)
 **4.** Stylize. Everything else in the scene stays exactly as it was."""
 
 
-def build(services: Services) -> None:
-    """Lay out the tab inside the current ``gr.Blocks`` and wire its events."""
+def build(services: Services, demo: gr.Blocks) -> None:
+    """Lay out the tab inside ``demo`` and wire its events (the built-in scene shows on page load)."""
     styles = services.builtin_styles()
     c: dict[str, gr.components.Component] = {}
     gr.Markdown(HELP)
@@ -298,41 +346,106 @@ def build(services: Services) -> None:
         with gr.Column(scale=3):
             with gr.Row():
                 source = gr.Radio(SCENE_SOURCES, value=BUILTIN, label="Scene", elem_id="scene-source")
-                upload = gr.File(label="3DGS .ply or nerfstudio dataset .zip", file_types=[".ply", ".zip"],
-                                 elem_id="scene-upload", height=90)
+                upload = gr.File(
+                    label="3DGS .ply or nerfstudio dataset .zip",
+                    file_types=[".ply", ".zip"],
+                    elem_id="scene-upload",
+                    height=90,
+                )
             load_btn = gr.Button("Load scene", elem_id="load-scene")
-            c["view"] = gr.Image(label="Scene view: click an object to select it", interactive=False,
-                                 elem_id="view", height=420, buttons=[])
+            c["view"] = gr.Image(
+                label="Scene view: click an object to select it",
+                interactive=False,
+                elem_id="view",
+                height=420,
+                buttons=[],
+            )
             with gr.Row():
-                camera = gr.Slider(0, 47, value=0, step=1, label="Camera", elem_id="camera",
-                                   info="Orbit around the scene")
+                camera = gr.Slider(
+                    0, 47, value=0, step=1, label="Camera", elem_id="camera", info="Orbit around the scene"
+                )
                 show_all = gr.Checkbox(value=True, label="Show object colours", elem_id="show-objects")
         with gr.Column(scale=2):
-            objects = gr.CheckboxGroup([], label="Objects to stylize", elem_id="objects",
-                                       info="Click objects in the view, or tick them here")
-            box = gr.Textbox(label="3D box (optional)", placeholder="x0,y0,z0,x1,y1,z1", elem_id="box",
-                             info="Stylize the Gaussians inside an axis-aligned box (world units)")
-            active = gr.Dropdown([], label="Style for", elem_id="active-object",
-                                 info="The object the next style click applies to")
-            gallery = gr.Gallery([(str(p), n) for n, p in styles.items()], label="Built-in styles", columns=5,
-                                 height=150, allow_preview=False, elem_id="style-gallery")
-            add = gr.Checkbox(value=False, label="Add to the object's styles instead of replacing",
-                              elem_id="add-style")
-            style_upload = gr.Image(label="...or upload a style image", type="filepath", sources=["upload"],
-                                    height=120, elem_id="style-upload")
-            c["history"] = gr.Gallery([], label="Studio history (click to use as a style)", columns=5, height=100,
-                                      allow_preview=False, elem_id="history")
-            plan = gr.Textbox(label="Style per object", lines=3, elem_id="plan",
-                              info="Filled in as you click; one line per object: object = style [+ style]")
+            objects = gr.CheckboxGroup(
+                [],
+                label="Objects to stylize",
+                elem_id="objects",
+                info="Click objects in the view, or tick them here",
+            )
+            box = gr.Textbox(
+                label="3D box (optional)",
+                placeholder="x0,y0,z0,x1,y1,z1",
+                elem_id="box",
+                info="Stylize the Gaussians inside an axis-aligned box (world units)",
+            )
+            active = gr.Dropdown(
+                [],
+                label="Style for",
+                elem_id="active-object",
+                info="The object the next style click applies to",
+            )
+            gallery = gr.Gallery(
+                [(str(p), n) for n, p in styles.items()],
+                label="Built-in styles",
+                columns=5,
+                height=150,
+                allow_preview=False,
+                elem_id="style-gallery",
+            )
+            add = gr.Checkbox(
+                value=False, label="Add to the object's styles instead of replacing", elem_id="add-style"
+            )
+            style_upload = gr.Image(
+                label="...or upload a style image",
+                type="filepath",
+                sources=["upload"],
+                height=120,
+                elem_id="style-upload",
+            )
+            c["history"] = gr.Gallery(
+                [],
+                label="Studio history (click to use as a style)",
+                columns=5,
+                height=100,
+                allow_preview=False,
+                elem_id="history",
+            )
+            plan = gr.Textbox(
+                label="Style per object",
+                lines=3,
+                elem_id="plan",
+                info="Filled in as you click; one line per object: object = style [+ style]",
+            )
             with gr.Accordion("Settings", open=False):
-                iters = gr.Slider(5, 400, value=DEFAULTS.iters, step=5, label="Iterations", elem_id="iters",
-                                  info="More steps: stronger style, longer run")
-                style_w = gr.Slider(0.1, 5.0, value=DEFAULTS.style_weight, step=0.1, label="Style weight",
-                                    info="Weight of the NNFM style loss")
-                content_w = gr.Number(value=DEFAULTS.content_weight, label="Content weight",
-                                      info="Keeps the object's structure (ARF: ~1e-3)")
-                size = gr.Dropdown(SIZES, value=RunOptions.size, label="Render size (px)", elem_id="size",
-                                   info="Larger is sharper and slower")
+                iters = gr.Slider(
+                    5,
+                    400,
+                    value=DEFAULTS.iters,
+                    step=5,
+                    label="Iterations",
+                    elem_id="iters",
+                    info="More steps: stronger style, longer run",
+                )
+                style_w = gr.Slider(
+                    0.1,
+                    5.0,
+                    value=DEFAULTS.style_weight,
+                    step=0.1,
+                    label="Style weight",
+                    info="Weight of the NNFM style loss",
+                )
+                content_w = gr.Number(
+                    value=DEFAULTS.content_weight,
+                    label="Content weight",
+                    info="Keeps the object's structure (ARF: ~1e-3)",
+                )
+                size = gr.Dropdown(
+                    SIZES,
+                    value=RunOptions.size,
+                    label="Render size (px)",
+                    elem_id="size",
+                    info="Larger is sharper and slower",
+                )
                 seed = gr.Number(value=DEFAULTS.seed, precision=0, label="Seed")
             with gr.Row():
                 run_btn = gr.Button("Stylize", variant="primary", elem_id="run")
@@ -348,37 +461,87 @@ def build(services: Services) -> None:
         c["download"] = gr.File(label="Download everything (zip with manifest)", elem_id="download")
         c["manifest"] = gr.JSON(label="Manifest", elem_id="manifest", open=False)
 
-    def bind(fn):
-        def handler(*args, **kwargs):
-            return fn(services, *args, **kwargs)
-        handler.__name__ = fn.__name__
-        return handler
+    h = StylizeHandlers(services)
 
     names = ["view", "status", "compare", "renders", "orbit", "splats", "download", "manifest", "history"]
     outputs = [c[n] for n in names]
 
-    def run_stream(*args, request: gr.Request, progress=gr.Progress()):
-        for update in run_handler(services, *args, request=request, progress=progress):
+    def stylize(
+        scene_source: str,
+        scene_file: str | None,
+        objects: list[str],
+        box: str,
+        style_plan: str,
+        style_image: str | None,
+        iterations: int,
+        style_weight: float,
+        content_weight: float,
+        size: int,
+        seed: int,
+        camera: int,
+        request: gr.Request,
+        progress=gr.Progress(),
+    ):
+        """Stylize the objects of a scene (API: /stylize). style_plan lines: 'object = style [+ style]'."""
+        for update in h.run_handler(
+            scene_source,
+            scene_file,
+            objects,
+            box,
+            style_plan,
+            style_image,
+            iterations,
+            style_weight,
+            content_weight,
+            size,
+            seed,
+            camera,
+            request,
+            progress,
+        ):
             yield {c[k]: v for k, v in update.items()}
 
-    load_btn.click(bind(load_scene_handler), [source, upload, size],
-                   [c["view"], camera, objects, plan, active, c["status"]], api_name="load_scene",
-                   concurrency_id="light")
+    scene_outputs = [c["view"], camera, objects, plan, active, c["status"]]
+    demo.load(h.load_scene_handler, [source, upload, size], scene_outputs, api_visibility="private")
+    load_btn.click(
+        h.load_scene_handler,
+        [source, upload, size],
+        [c["view"], camera, objects, plan, active, c["status"]],
+        api_name="load_scene",
+        concurrency_id="light",
+    )
     upload.upload(lambda: UPLOAD, None, source, api_visibility="private")
-    camera.release(bind(view_handler), [camera, objects, show_all], c["view"], api_name="view",
-                   concurrency_id="light")
-    show_all.change(bind(view_handler), [camera, objects, show_all], c["view"], api_visibility="private")
-    c["view"].select(bind(click_handler), [objects, camera, show_all], [objects, c["view"]],
-                     api_visibility="private")
-    objects.change(bind(objects_handler), [objects, plan, active, camera, show_all, box],
-                   [plan, active, c["view"]], api_visibility="private")
-    box.blur(bind(objects_handler), [objects, plan, active, camera, show_all, box], [plan, active, c["view"]],
-             api_visibility="private")
-    gallery.select(bind(gallery_handler), [plan, active, add], plan, api_visibility="private")
-    style_upload.upload(upload_style_handler, [plan, active, add, style_upload], plan, api_visibility="private")
-    c["history"].select(history_handler, [plan, active, add], plan, api_visibility="private")
+    camera.release(
+        h.view_handler, [camera, objects, show_all], c["view"], api_name="view", concurrency_id="light"
+    )
+    show_all.change(h.view_handler, [camera, objects, show_all], c["view"], api_visibility="private")
+    c["view"].select(
+        h.click_handler, [objects, camera, show_all], [objects, c["view"]], api_visibility="private"
+    )
+    objects.change(
+        h.objects_handler,
+        [objects, plan, active, camera, show_all, box],
+        [plan, active, c["view"]],
+        api_visibility="private",
+    )
+    box.blur(
+        h.objects_handler,
+        [objects, plan, active, camera, show_all, box],
+        [plan, active, c["view"]],
+        api_visibility="private",
+    )
+    gallery.select(h.gallery_handler, [plan, active, add], plan, api_visibility="private")
+    style_upload.upload(
+        h.upload_style_handler, [plan, active, add, style_upload], plan, api_visibility="private"
+    )
+    c["history"].select(h.history_handler, [plan, active, add], plan, api_visibility="private")
     inputs = [source, upload, objects, box, plan, style_upload]
-    run_btn.click(bind(validate_handler), inputs, None, api_visibility="private").success(
-        run_stream, inputs + [iters, style_w, content_w, size, seed, camera], outputs, api_name="stylize",
-        concurrency_limit=services.config.concurrency, concurrency_id="stylize")
-    cancel_btn.click(bind(cancel_handler), None, c["status"], api_name="cancel", concurrency_id="light")
+    run_btn.click(h.validate_handler, inputs, None, api_visibility="private").success(
+        stylize,
+        inputs + [iters, style_w, content_w, size, seed, camera],
+        outputs,
+        api_name="stylize",
+        concurrency_limit=services.config.concurrency,
+        concurrency_id="stylize",
+    )
+    cancel_btn.click(h.cancel_handler, None, c["status"], api_name="cancel", concurrency_id="light")

@@ -25,3 +25,8 @@ def test_engines_are_independent_of_the_ui_and_of_each_other():
 def test_console_script_declared():
     text = (ROOT / "pyproject.toml").read_text()
     assert 'pocket-studio = "stylize3d.cli:main"' in text
+
+
+def test_app_holds_no_model_code():
+    """The UI calls the engines; tensors and networks stay in stylize3d / generators."""
+    assert not {"torch", "torchvision", "diffusers"} & _imports("app")
