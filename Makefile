@@ -30,6 +30,9 @@ demo: install
 	$(VENV)/bin/pocket-studio stylize --scene builtin --object cube --style assets/styles/mosaic.png \
 	  --object sphere --style assets/styles/waves.png --out $(OUT) --overwrite
 
+studio: install
+	$(PY) app.py
+
 test: install
 	$(VENV)/bin/pytest -m "not slow and not gpu"
 
