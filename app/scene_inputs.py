@@ -7,6 +7,7 @@ read anything else on the server.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def resolve_scene(session: Session, source: str, upload: str | None) -> tuple[st
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     if suffix == ".ply":
-        spec = dest / "scene.ply"
+        spec = dest / (re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)[:80] + ".ply")  # errors then name the upload
         shutil.copyfile(path, spec)
     else:
         try:

@@ -7,6 +7,7 @@ module loads no weights and builds nothing.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 from dataclasses import fields
 from pathlib import Path
@@ -60,8 +61,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each worker thread its own heap and keeps freed memory there: with concurrent jobs the
+    server's RSS then ratchets up from burst to burst (measured: 2.4 -> 3.4 GB) instead of staying flat
+    (2.5 GB with 2 arenas). Same effect as MALLOC_ARENA_MAX=2; a no-op off glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    _limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     names = {f.name for f in fields(StudioConfig)}
     config = StudioConfig(**{k: v for k, v in vars(args).items() if k in names})

@@ -7,6 +7,7 @@ and progress while it runs.
 import html
 import logging
 import queue
+import re
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,7 @@ import gradio as gr
 import numpy as np
 
 from stylize3d.archive import zip_dir
+from stylize3d.gaussians import BACKGROUND_LABEL
 from stylize3d.images import load_array, load_image, to_uint8
 from stylize3d.pipeline import RunOptions, TargetSpec, run
 from stylize3d.preview import object_colors, overlay, preview_view
@@ -39,9 +41,14 @@ def _session(services: Services, request: gr.Request | None) -> Session:
 
 
 def _object_choices(scene) -> list[str]:
-    names = [name for oid, name in sorted(scene.object_names.items()) if (scene.labels == oid).any()]
-    labelled = int(scene.labels.max()) > 0
-    return [n for n in names if labelled and n != "background"]
+    """Selectable objects: every labelled object but the background (id 0, e.g. the ground plane)."""
+    return [name for oid, name in sorted(scene.object_names.items())
+            if oid != BACKGROUND_LABEL and (scene.labels == oid).any()]
+
+
+def _public(err: Exception, session: Session) -> str:
+    """The error's message without server paths: files in the session folder are named by their base name."""
+    return re.sub(re.escape(str(session.folder)) + r"[^\s'\"]*/([^/\s'\"]+)", r"\1", str(err))
 
 
 def _render(session: Session, index: int, objects: list[str], show_all: bool) -> np.ndarray:
@@ -92,7 +99,7 @@ class StylizeHandlers:
             spec, label = resolve_scene(session, source, upload)
             loaded = load_scene(spec, int(size))
         except ValueError as err:
-            raise gr.Error(str(err)) from err
+            raise gr.Error(_public(err, session)) from err
         session.data.update(scene=loaded, spec=spec, view=None, view_index=None, size=int(size))
         choices = _object_choices(loaded.scene)
         note = "" if choices else " It has no object labels: click it to grow a selection, or use a 3D box."
@@ -230,7 +237,7 @@ class StylizeHandlers:
                 for s in spec.styles:
                     load_image(s)
         except ValueError as err:
-            raise gr.Error(str(err)) from err
+            raise gr.Error(_public(err, session)) from err
 
     def run_handler(
         self,
@@ -255,7 +262,7 @@ class StylizeHandlers:
             spec, _ = resolve_scene(session, source, upload)
             targets = self._targets(session, objects, box, plan_text, style_upload)
         except ValueError as err:
-            raise gr.Error(str(err)) from err
+            raise gr.Error(_public(err, session)) from err
         if not session.busy.acquire(blocking=False):
             raise gr.Error("a stylization is already running in this session")
         try:
@@ -294,7 +301,7 @@ class StylizeHandlers:
                     preview_view=int(view_index),
                 )
             except ValueError as err:
-                outcome["error"] = str(err)
+                outcome["error"] = _public(err, session)
             except Exception as err:  # noqa: BLE001 - reported to the page, the server keeps serving
                 logger.exception("stylization failed")
                 outcome["error"] = f"stylization failed: {type(err).__name__}: {err}"

@@ -2,6 +2,7 @@
 
 import gradio as gr
 
+from stylize3d.builtin_scene import builtin_object_names
 from stylize3d.pipeline import RunOptions
 
 from .scene_inputs import BUILTIN, SCENE_SOURCES, UPLOAD
@@ -50,7 +51,7 @@ def build(services: Services, demo: gr.Blocks) -> None:
                 show_all = gr.Checkbox(value=True, label="Show object colours", elem_id="show-objects")
         with gr.Column(scale=2):
             objects = gr.CheckboxGroup(
-                [],
+                builtin_object_names(),  # so API callers can stylize the built-in scene straight away
                 label="Objects to stylize",
                 elem_id="objects",
                 info="Click objects in the view, or tick them here",
@@ -70,8 +71,9 @@ def build(services: Services, demo: gr.Blocks) -> None:
             gallery = gr.Gallery(
                 [(str(p), n) for n, p in styles.items()],
                 label="Built-in styles",
-                columns=5,
-                height=150,
+                columns=3,
+                height=230,
+                object_fit="cover",
                 allow_preview=False,
                 elem_id="style-gallery",
             )
@@ -136,7 +138,7 @@ def build(services: Services, demo: gr.Blocks) -> None:
                 cancel_btn = gr.Button("Stop early", variant="stop", elem_id="cancel")
             c["status"] = gr.Markdown("Load a scene to begin.", elem_id="status")
     with gr.Row():
-        c["compare"] = gr.ImageSlider(label="Before / after", elem_id="compare", height=360)
+        c["compare"] = gr.ImageSlider(label="Before / after", elem_id="compare", max_height=420)
         c["renders"] = gr.Gallery(label="Stylized views", columns=6, height=360, elem_id="renders")
     with gr.Row():
         c["orbit"] = gr.Video(label="Orbit", elem_id="orbit", height=320)

@@ -55,6 +55,11 @@ OBJECTS: tuple[tuple[str, tuple[float, float, float], tuple[float, float]], ...]
     ("knot", (0.95, 0.5, 0.1), (0.0, 0.0)),
 )
 GROUND_NAME = "ground"
+
+
+def builtin_object_names() -> list[str]:
+    """Names of the built-in scene's objects (without generating it)."""
+    return [name for name, _, _ in OBJECTS]
 BACKGROUND = (1.0, 1.0, 1.0)
 
 
