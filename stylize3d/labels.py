@@ -8,8 +8,10 @@ A view's weights W [H*W, N] say how much each Gaussian contributes to each pixel
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .gaussians import BACKGROUND_LABEL
 
@@ -60,3 +62,38 @@ def labels_from_masks(view_weights: list[torch.Tensor], masks: list[torch.Tensor
     logger.info("voted labels for %d Gaussians over %d views (%d unseen)", num_gaussians, len(masks),
                 int((votes.sum(dim=1) < min_votes).sum()))
     return labels
+
+
+def vote_labels(render_colors: Callable[[int, torch.Tensor], torch.Tensor], masks: Sequence[torch.Tensor],
+                num_gaussians: int, min_votes: float = 1e-3) -> torch.Tensor:
+    """[N] long labels by multi-view voting, through any differentiable renderer.
+
+    ``render_colors(view, colors [N, 3]) -> [H, W, 3]`` renders per-Gaussian colours (black background). Its
+    gradient with respect to the colours is W^T g for a view's blend weights W, so with g = one-hot(mask) it is
+    exactly stylize3d.labels' vote W^T onehot(mask), without ever forming W (3 labels per backward pass).
+    """
+    num_labels = int(max(int(m.max()) for m in masks)) + 1
+    votes = None
+    for v, mask in enumerate(masks):
+        onehot = F.one_hot(mask.long().clamp_min(0), num_labels).float()  # [H, W, L]
+        for c0 in range(0, num_labels, 3):
+            chunk = onehot[..., c0:c0 + 3]
+            colors = torch.zeros(num_gaussians, 3, device=mask.device, requires_grad=True)
+            img = render_colors(v, colors)  # [H, W, 3]
+            if img.shape[:2] != mask.shape:
+                raise ValueError(f"vote_labels: view {v} renders {tuple(img.shape[:2])}, mask is {tuple(mask.shape)}")
+            (grad,) = torch.autograd.grad((img[..., : chunk.shape[-1]] * chunk.to(img)).sum(), colors)
+            if votes is None:
+                votes = torch.zeros(num_gaussians, num_labels, device=grad.device)
+            votes[:, c0:c0 + chunk.shape[-1]] += grad[:, : chunk.shape[-1]]
+    labels = votes.argmax(dim=1)
+    labels[votes.sum(dim=1) < min_votes] = BACKGROUND_LABEL
+    return labels
+
+
+def transfer_labels(src_means: torch.Tensor, src_labels: torch.Tensor, dst_means: torch.Tensor) -> torch.Tensor:
+    """[M] labels of the nearest source Gaussian centre for each destination centre (scipy KD-tree)."""
+    from scipy.spatial import cKDTree
+
+    _, idx = cKDTree(src_means.detach().cpu().double().numpy()).query(dst_means.detach().cpu().double().numpy())
+    return src_labels.cpu()[torch.from_numpy(idx)].to(dst_means.device)

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -267,7 +268,7 @@ def _optional_files(path: Path, root: Path, frames: list[dict], keys: tuple[str,
     return key, [_safe_path(root, path, f"frames[{i}].{key}", f[key]) for i, f in enumerate(frames)]
 
 
-def _object_names(path: Path, value) -> dict[int, str] | None:
+def object_names_from_meta(path: Path, value) -> dict[int, str] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -354,4 +355,25 @@ def read_dataset(root: str | os.PathLike, downscale_to: int | None = None) -> Ne
         masks = [resize_long_side(m, downscale_to, mode="nearest") for m in masks] if masks else None
         depths = [resize_long_side(d, downscale_to, mode="nearest") for d in depths] if depths else None
     return NerfstudioDataset(root, cameras, image_paths, images, masks, depths,
-                             _object_names(path, meta.get("object_names")))
+                             object_names_from_meta(path, meta.get("object_names")))
+
+
+def dataset_instance_masks(root: Path, image_filenames: Sequence[Path]) -> tuple[list[torch.Tensor], Path, dict]:
+    """Instance masks [H, W] (``instance_mask_path``, else ``mask_path``) of the given training images, matched
+    to transforms.json frames by relative path, else by file name (nerfstudio may read ``images_2/...``)."""
+    root = root.parent if root.is_file() else root
+    path, meta = _load_meta(root)
+    by_path, by_name = {}, {}
+    for i, frame in enumerate(meta["frames"]):
+        key = next((k for k in (MASK_KEY, "mask_path") if k in frame), None)
+        if key is not None and isinstance(frame.get("file_path"), str):
+            by_path[(root / frame["file_path"]).resolve()] = (i, key, frame[key])
+            by_name[Path(frame["file_path"]).name] = (i, key, frame[key])
+    masks = []
+    for f in image_filenames:
+        hit = by_path.get(Path(f).resolve()) or by_name.get(Path(f).name)
+        if hit is None:
+            raise ValueError(f"{path}: no instance mask for training image {f} (frames need '{MASK_KEY}')")
+        i, key, rel = hit
+        masks.append(_load_mask(_safe_path(root, path, f"frames[{i}].{key}", rel)))
+    return masks, path, meta

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from .backbones import FeatureBackbone
 from .blend_cache import BlendCache
@@ -85,6 +86,34 @@ def style_features(backbone: FeatureBackbone, styles: list[torch.Tensor], long_s
         f = backbone(to_bchw(resize_long_side(img, long_side)))  # [1, C, h, w]
         feats.append(f[0].flatten(1))
     return torch.cat(feats, dim=1)
+
+
+def view_losses(rgb: torch.Tensor, reference: torch.Tensor, coverage: torch.Tensor, backbone,
+                style_feats: Sequence[torch.Tensor], style_weight: float = 1.0, content_weight: float = 1e-3,
+                tv_weight: float = 0.0, max_side: int = 512) -> dict[str, torch.Tensor]:
+    """stylize3d's per-object losses on one view: render ``rgb`` and unstylized ``reference`` [H, W, 3],
+    each object's share of every pixel ``coverage`` [H, W, T], style features per object [C, M]."""
+    img, ref, cov = (x.permute(2, 0, 1)[None] for x in (rgb, reference, coverage))  # [1, *, H, W]
+    h, w = img.shape[-2:]
+    if max(h, w) > max_side:  # ARF renders at half size for the backbone; cap the long side
+        size = (max(1, round(h * max_side / max(h, w))), max(1, round(w * max_side / max(h, w))))
+        img, ref, cov = (F.interpolate(x, size=size, mode="bilinear", align_corners=False) for x in (img, ref, cov))
+    feats = backbone(img)
+    with torch.no_grad():
+        ref_feats = backbone(ref)
+    zero = img.sum() * 0.0  # keeps the graph when no object is in view
+    out = {"style_loss": zero, "content_loss": zero}
+    if tv_weight > 0:
+        out["tv_loss"] = zero
+    for t, feats_t in enumerate(style_feats):
+        m = cov[:, t:t + 1]
+        if float(m.sum()) < 1.0:
+            continue
+        out["style_loss"] = out["style_loss"] + style_weight * nnfm_loss(feats, feats_t, m)
+        out["content_loss"] = out["content_loss"] + content_weight * content_loss(feats, ref_feats, m)
+        if tv_weight > 0:
+            out["tv_loss"] = out["tv_loss"] + tv_weight * tv_loss(img, m)
+    return out
 
 
 def linear_transform_sh(sh0: torch.Tensor, shN: torch.Tensor, A: torch.Tensor, b: torch.Tensor):
@@ -164,7 +193,7 @@ def stylize(scene: GaussianScene, cache: BlendCache, targets: list[StyleTarget],
     opt = torch.optim.Adam([p0, pN] if config.view_dependent else [p0], lr=config.lr)
     base_sh0, base_shN = scene.sh0, scene.shN
     all_views = sorted({v for views in target_views for v in views})
-    cov_cache: dict[tuple[int, int], torch.Tensor] = {}
+    cov_cache: dict[int, torch.Tensor] = {}
 
     def full_sh():
         return base_sh0.index_put((sel_idx,), p0), base_shN.index_put((sel_idx,), pN)
@@ -184,22 +213,14 @@ def stylize(scene: GaussianScene, cache: BlendCache, targets: list[StyleTarget],
         s0, sN = full_sh()
         loss = torch.zeros(())
         for v in views:
-            img = to_bchw(cache.render(v, s0, sN))  # [1, 3, H, W]
-            feats = backbone(img)  # [1, C, h, w]
+            if v not in cov_cache:  # each object's share of every pixel; the losses weight cells by it
+                cov_cache[v] = torch.stack([selection_coverage(cache[v].weights, t.mask) for t in targets], -1
+                                           ).reshape(cache.height, cache.width, len(targets))  # [H, W, T]
             with torch.no_grad():
-                ref = backbone(to_bchw(cache.render(v, base_sh0, base_shN)))
-            for ti, t in enumerate(targets):
-                key = (v, ti)
-                if key not in cov_cache:  # the object's share of each pixel; losses weight cells by it
-                    cov_cache[key] = selection_coverage(cache[v].weights, t.mask).reshape(1, 1, cache.height,
-                                                                                          cache.width)
-                cov = cov_cache[key]
-                if float(cov.sum()) < 1.0:
-                    continue
-                loss = loss + config.style_weight * nnfm_loss(feats, style_feats[ti], cov)
-                loss = loss + config.content_weight * content_loss(feats, ref, cov)
-                if config.tv_weight > 0:
-                    loss = loss + config.tv_weight * tv_loss(img, cov)
+                ref = cache.render(v, base_sh0, base_shN)
+            parts = view_losses(cache.render(v, s0, sN), ref, cov_cache[v], backbone, style_feats,
+                                config.style_weight, config.content_weight, config.tv_weight)
+            loss = loss + sum(parts.values())
         opt.zero_grad(set_to_none=True)
         if loss.requires_grad:
             loss.backward()
