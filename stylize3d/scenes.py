@@ -44,6 +44,12 @@ def _find_ply(root: Path) -> Path:
                      f"{', '.join(PLY_NAMES)}")
 
 
+def _is_nerfstudio_run(path: Path) -> bool:
+    if path.is_file():
+        return path.name == "config.yml" or path.suffix == ".ckpt"
+    return (path / "config.yml").is_file() or path.name == "nerfstudio_models"
+
+
 def _cameras_at(cameras: Cameras, size: int) -> Cameras:
     s = size / max(cameras.width, cameras.height)
     return cameras.resized(max(1, round(cameras.width * s)), max(1, round(cameras.height * s)))
@@ -52,8 +58,9 @@ def _cameras_at(cameras: Cameras, size: int) -> Cameras:
 def load_scene(spec: str | Path, size: int = 128, builtin: BuiltinSceneConfig = BuiltinSceneConfig()) -> LoadedScene:
     """Gaussians plus cameras at render size ``size`` (long side).
 
-    ``builtin`` -> the generated scene and its orbit dataset; ``X.ply`` -> cameras on an orbit around its
-    bounds; a folder with ``transforms.json`` -> that dataset's cameras, masks and the Gaussians stored beside it.
+    ``builtin`` -> the generated scene and its orbit dataset; ``X.ply`` or a nerfstudio splatfacto run (its
+    folder, ``config.yml`` or a ``.ckpt``) -> cameras on an orbit around its bounds; a folder with
+    ``transforms.json`` -> that dataset's cameras, masks and the Gaussians stored beside it.
     """
     if size < 16 or size > 2048:
         raise ValueError(f"render size {size} is outside 16..2048 pixels")
@@ -68,9 +75,15 @@ def load_scene(spec: str | Path, size: int = 128, builtin: BuiltinSceneConfig = 
     path = Path(spec_s)
     if not path.exists():
         raise ValueError(f"scene {spec_s!r} not found (use 'builtin', a .ply file or a nerfstudio dataset folder)")
+    if _is_nerfstudio_run(path):  # a trained splatfacto run: config.yml + nerfstudio_models/step-*.ckpt
+        from .nerfstudio_run import load_splatfacto_run
+
+        scene = load_splatfacto_run(path)
+        lo, hi = scene.bounds()
+        return LoadedScene(scene, orbit_around_bounds(lo, hi, ORBIT_VIEWS, size, size), None, str(path), background)
     if path.is_file():
         if path.suffix.lower() != ".ply":
-            raise ValueError(f"scene file {path} is not a .ply")
+            raise ValueError(f"scene file {path} is not a .ply (nor a nerfstudio config.yml / .ckpt)")
         scene = read_ply(path)
         lo, hi = scene.bounds()
         cams = orbit_around_bounds(lo, hi, ORBIT_VIEWS, size, size)

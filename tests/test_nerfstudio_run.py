@@ -266,3 +266,22 @@ def test_our_ply_has_nerfstudio_exporters_layout(tmp_path, tiny_builtin, monkeyp
     assert names_ours == names_theirs + ["label"]
     assert all(p.val_dtype in ("f4", "float32") for p in ours.properties[:-1])
     assert_same(read_ply(tmp_path / "splat.ply"), scene)  # f_rest channel-major, as the exporter writes it
+
+
+def test_a_splatfacto_run_is_a_scene_for_the_command_line(run_dir, tmp_path, tiny_builtin):
+    """`pocket-studio stylize --scene RUN_DIR --box ...`: an unlabelled run is selected in 3D and stylized."""
+    import json
+
+    from stylize3d.cli import main
+
+    _, scene, _ = tiny_builtin
+    cube = scene.means[scene.labels == scene.object_id("cube")]
+    lo, hi = (cube.min(0).values - 0.02).tolist(), (cube.max(0).values + 0.02).tolist()
+    lo[2] = 0.01
+    out = tmp_path / "styled"
+    argv = ["stylize", "--scene", str(run_dir), "--box", ",".join(f"{v:.3f}" for v in lo + hi), "--style",
+            "assets/styles/dots.png", "--iters", "2", "--size", "48", "--no-video", "--out", str(out)]
+    assert main(argv) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["scene"] == str(run_dir) and m["num_views"] >= 40
+    assert 0.8 * len(cube) <= m["objects"][0]["gaussians"] <= len(cube)
