@@ -1,4 +1,4 @@
-"""``pocket-studio`` command line: ``scene objects`` and ``stylize`` (the studio arrives with ``app.py``)."""
+"""``pocket-studio`` command line: ``scene objects``, ``stylize`` and ``reconstruct`` (the studio is ``app.py``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 
 from .pipeline import RunOptions, TargetSpec
+from .reconstruct import ReconstructConfig
 from .selection import parse_box
 from .stylize import StylizeConfig
 
@@ -79,6 +80,17 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--no-video", action="store_true", help="skip orbit.mp4")
     st.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     st.add_argument("--out", required=True, help="output folder (written atomically)")
+
+    rc = sub.add_parser("reconstruct", help="train labelled 3D Gaussians from a nerfstudio dataset")
+    rd = ReconstructConfig()
+    rc.add_argument("--data", required=True, help="nerfstudio dataset folder (transforms.json, images, masks)")
+    rc.add_argument("--out", required=True, help="output .ply (written atomically)")
+    rc.add_argument("--iters", type=int, default=rd.iters, help=f"optimisation steps (default {rd.iters})")
+    rc.add_argument("--size", type=int, default=rd.size, help=f"training image long side (default {rd.size})")
+    rc.add_argument("--seed", type=int, default=rd.seed, help="random seed (default 0)")
+    rc.add_argument("--holdout-every", type=int, default=rd.holdout_every,
+                    help=f"hold out every K-th view for the PSNR, 0 = none (default {rd.holdout_every})")
+    rc.add_argument("--device", default="auto", help="auto | cpu | cuda (auto: cuda when available)")
     return p
 
 
@@ -127,6 +139,30 @@ def _cmd_stylize(args) -> int:
     return 0
 
 
+def _cmd_reconstruct(args) -> int:
+    import torch
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from .reconstruct import reconstruct
+
+    cfg = replace(ReconstructConfig(), iters=args.iters, size=args.size, seed=args.seed,
+                  holdout_every=args.holdout_every)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    bar = tqdm(total=cfg.iters, file=sys.stderr, desc="reconstruct")
+
+    def progress(step: int, total: int, msg: str) -> None:
+        bar.n = step
+        bar.set_postfix_str(msg, refresh=True)
+
+    with logging_redirect_tqdm(), bar:
+        stats = reconstruct(args.data, args.out, cfg, device=device, progress=progress)
+    held_out = "n/a" if stats["psnr"] is None else f"{stats['psnr']:.2f} dB"
+    print(f"wrote {stats['out']}: {stats['num_gaussians']} Gaussians, held-out PSNR {held_out} "
+          f"({stats['held_out_views']} views), {stats['seconds']:.1f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -134,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "scene":
             return _cmd_objects(args)
+        if args.command == "reconstruct":
+            return _cmd_reconstruct(args)
         return _cmd_stylize(args)
     except (ValueError, FileNotFoundError, PermissionError) as err:
         print(f"pocket-studio: error: {err}", file=sys.stderr)
