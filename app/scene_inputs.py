@@ -17,7 +17,8 @@ from .sessions import Session
 
 BUILTIN = "Built-in scene"
 UPLOAD = "Upload (.ply or dataset .zip)"
-SCENE_SOURCES = [BUILTIN, UPLOAD]
+RECONSTRUCT = "Reconstruct from a dataset .zip"
+SCENE_SOURCES = [BUILTIN, UPLOAD, RECONSTRUCT]
 
 
 def _digest(path: Path) -> str:
@@ -30,10 +31,12 @@ def _digest(path: Path) -> str:
 
 def resolve_scene(session: Session, source: str, upload: str | None) -> tuple[str, str]:
     """(spec for ``stylize3d.scenes.load_scene``, a label for people). Raises ValueError for bad uploads."""
-    if source == BUILTIN or (source != UPLOAD and not upload):
+    if source == BUILTIN or (source not in (UPLOAD, RECONSTRUCT) and not upload):
         return "builtin", "built-in scene"
     if not upload:
         raise ValueError("choose a .ply file or a nerfstudio dataset .zip to upload first")
+    if source == RECONSTRUCT and not str(upload).lower().endswith(".zip"):
+        raise ValueError(f"{Path(upload).name}: reconstruction needs a nerfstudio dataset .zip (images + transforms.json)")
     path = Path(upload)
     name = path.name
     suffix = path.suffix.lower()

@@ -20,11 +20,12 @@ from stylize3d.gaussians import BACKGROUND_LABEL
 from stylize3d.images import load_array, load_image, to_uint8
 from stylize3d.pipeline import RunOptions, TargetSpec, run
 from stylize3d.preview import object_colors, overlay, preview_view
+from stylize3d.reconstruct import ReconstructConfig, reconstruct
 from stylize3d.scenes import load_scene
 from stylize3d.selection import gaussian_under_pixel, parse_box
 from stylize3d.stylize import StylizeConfig
 
-from .scene_inputs import resolve_scene
+from .scene_inputs import RECONSTRUCT, resolve_scene
 from .services import Services
 from .sessions import Session
 from .style_plan import format_plan, parse_plan, resolve_style
@@ -94,13 +95,43 @@ class StylizeHandlers:
         self.services = services
 
     def load_scene_handler(self, source: str, upload: str | None, size: int, request: gr.Request):
+        """Show a scene: the built-in one, or an uploaded .ply / dataset (reconstruction has its own event)."""
+        if source == RECONSTRUCT:
+            return (gr.skip(),) * 5 + ("Reconstructing: this takes a few minutes (see the progress bar).", gr.skip())
         session = _session(self.services, request)
         try:
             spec, label = resolve_scene(session, source, upload)
             loaded = load_scene(spec, int(size))
         except ValueError as err:
             raise gr.Error(_public(err, session)) from err
-        session.data.update(scene=loaded, spec=spec, view=None, view_index=None, size=int(size))
+        return self._show_scene(session, spec, label, loaded, int(size))
+
+    def reconstruct_handler(self, source: str, upload: str | None, size: int, steps: int, request: gr.Request,
+                            progress):
+        """Train Gaussians on an uploaded nerfstudio dataset (labelled from its masks), then show them."""
+        if source != RECONSTRUCT:
+            return (gr.skip(),) * 7
+        session = _session(self.services, request)
+        if not session.busy.acquire(blocking=False):
+            raise gr.Error("a job is already running in this session")
+        try:
+            session.stop.clear()
+            spec, label = resolve_scene(session, source, upload)
+            stats = reconstruct(spec, Path(spec) / "scene.ply", ReconstructConfig(iters=int(steps), size=int(size)),
+                                progress=lambda step, total, msg: progress(step / total, desc=msg),
+                                should_stop=session.stop.is_set)
+            loaded = load_scene(spec, int(size))
+        except ValueError as err:
+            raise gr.Error(_public(err, session)) from err
+        finally:
+            session.busy.release()
+        out = list(self._show_scene(session, spec, label, loaded, int(size)))
+        out[5] = (f"Reconstructed **{label}** in {stats['seconds']:.0f} s: {stats['num_gaussians']:,} Gaussians, "
+                  f"held-out PSNR {stats['psnr']:.1f} dB. " + out[5])
+        return tuple(out)
+
+    def _show_scene(self, session: Session, spec: str, label: str, loaded, size: int):
+        session.data.update(scene=loaded, spec=spec, view=None, view_index=None, size=size)
         choices = _object_choices(loaded.scene)
         note = "" if choices else " It has no object labels: click it to grow a selection, or use a 3D box."
         status = f"Loaded **{label}**: {loaded.scene.num_gaussians:,} Gaussians, {len(loaded.cameras)} views.{note}"

@@ -4,8 +4,9 @@ import gradio as gr
 
 from stylize3d.builtin_scene import builtin_object_names
 from stylize3d.pipeline import RunOptions
+from stylize3d.reconstruct import ReconstructConfig
 
-from .scene_inputs import BUILTIN, SCENE_SOURCES, UPLOAD
+from .scene_inputs import BUILTIN, RECONSTRUCT, SCENE_SOURCES, UPLOAD
 from .services import Services
 from .stylize_handlers import DEFAULTS, SIZES, StylizeHandlers
 
@@ -16,7 +17,7 @@ EXAMPLES = [
     [["knot"], "knot = mosaic + embers"],
 ]
 
-HELP = """**1.** Load a scene · **2.** Click objects in the view (or tick them) · **3.** Click a style for each ·
+HELP = """**1.** Load a scene (or reconstruct one from a dataset) · **2.** Click objects in the view (or tick them) · **3.** Click a style for each ·
 **4.** Stylize. Everything else in the scene stays exactly as it was."""
 
 
@@ -132,6 +133,10 @@ def build(services: Services, demo: gr.Blocks) -> None:
                     elem_id="size",
                     info="Larger is sharper and slower",
                 )
+                recon_iters = gr.Slider(
+                    50, 5000, value=ReconstructConfig.iters, step=50, label="Reconstruction steps",
+                    elem_id="recon-iters", info="Training steps when reconstructing a scene from a dataset",
+                )
                 seed = gr.Number(value=DEFAULTS.seed, precision=0, label="Seed")
             with gr.Row():
                 run_btn = gr.Button("Stylize", variant="primary", elem_id="run")
@@ -196,7 +201,15 @@ def build(services: Services, demo: gr.Blocks) -> None:
         api_name="load_scene",
         concurrency_id="light",
     )
-    upload.upload(lambda: UPLOAD, None, source, api_visibility="private")
+
+    def reconstruct(scene_source: str, scene_file: str | None, size: int, steps: int, request: gr.Request,
+                    progress=gr.Progress()):
+        """Train Gaussians on an uploaded nerfstudio dataset .zip, then show them (API: /reconstruct)."""
+        return h.reconstruct_handler(scene_source, scene_file, size, steps, request, progress)
+
+    load_btn.click(reconstruct, [source, upload, size, recon_iters], scene_outputs, api_name="reconstruct",
+                   concurrency_limit=services.config.concurrency, concurrency_id="stylize")
+    upload.upload(lambda s: s if s == RECONSTRUCT else UPLOAD, source, source, api_visibility="private")
     camera.release(
         h.view_handler, [camera, objects, show_all], c["view"], api_name="view", concurrency_id="light"
     )

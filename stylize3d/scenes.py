@@ -38,8 +38,9 @@ def _find_ply(root: Path) -> Path:
     if len(plys) == 1:
         return plys[0]
     if not plys:
-        raise ValueError(f"{root}: a nerfstudio dataset but no Gaussians (.ply) in it; "
-                         f"put the trained splats there as one of {', '.join(PLY_NAMES)}")
+        raise ValueError(f"{root.name}: a nerfstudio dataset without Gaussians (.ply): reconstruct them first "
+                         f"(`pocket-studio reconstruct --data DIR --out DIR/scene.ply`, or 'Reconstruct' in the "
+                         f"studio), or add trained splats as one of {', '.join(PLY_NAMES)}")
     raise ValueError(f"{root}: several .ply files ({', '.join(p.name for p in plys)}); name one of them "
                      f"{', '.join(PLY_NAMES)}")
 

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.timeout(240)
 
 BUILTIN = "Built-in scene"
 UPLOAD = "Upload (.ply or dataset .zip)"
+RECONSTRUCT = "Reconstruct from a dataset .zip"
 SIZE = 128
 
 
@@ -122,3 +123,26 @@ def test_stylize_works_from_a_fresh_client(studio_server):  # noqa: F811
         BUILTIN, None, ["cube"], "", "cube = mosaic", None, 5, 1.0, 0.001, SIZE, 0, 0, api_name="/stylize"
     )
     assert [o["name"] for o in result[7]["objects"]] == ["cube"]
+
+
+def test_reconstruct_from_an_uploaded_dataset(client, tmp_path):
+    """'Reconstruct from a dataset .zip': train Gaussians on the upload, label them from its masks, show them."""
+    from gradio_client import handle_file
+
+    from stylize3d.builtin_scene import BuiltinSceneConfig, write_builtin_scene
+
+    from .conftest import TINY
+
+    data = tmp_path / "capture"
+    write_builtin_scene(data, BuiltinSceneConfig(**TINY))
+    (data / "scene.ply").unlink()  # a capture has images, poses and masks, not Gaussians
+    archive = tmp_path / "capture.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(data.rglob("*")):
+            zf.write(p, Path("capture") / p.relative_to(data))
+    with pytest.raises(AppError, match="without Gaussians"):
+        client.predict(UPLOAD, handle_file(str(archive)), 128, api_name="/load_scene")
+    out = client.predict(RECONSTRUCT, handle_file(str(archive)), 128, 150, api_name="/reconstruct")
+    status, objects = out[5], out[2]
+    assert "Reconstructed **capture.zip**" in status and "held-out PSNR" in status, status
+    assert {"cube", "sphere", "torus"} <= {c[0] if isinstance(c, (list, tuple)) else c for c in objects["choices"]}
