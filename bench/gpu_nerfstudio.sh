@@ -35,6 +35,7 @@ stamp "install wheels"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 2
 mkdir -p /tmp/stub  # fpsample has no cp312 wheel; nerfstudio imports it for the unused "fps" camera sampling
 printf 'def bucket_fps_kdline_sampling(*a, **k):\n    raise RuntimeError("fpsample stub")\n' > /tmp/stub/fpsample.py
+echo '"""stub: nerfstudio imports rawpy only for RAW photo processing, unused here"""' > /tmp/stub/rawpy.py
 export PYTHONPATH="$PWD:/tmp/site:/tmp/stub" PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
 export NERFSTUDIO_METHOD_CONFIGS="pocket-stylize=stylize3d.nerfstudio_plugin:pocket_stylize,pocket-splatfacto=stylize3d.nerfstudio_plugin:pocket_splatfacto"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -99,4 +100,7 @@ EOF
 
 stamp "pytest -m gpu tests/test_nerfstudio_plugin.py"
 python3 -m pytest -q -m gpu tests/test_nerfstudio_plugin.py -p no:cacheprovider 2>&1 | grep -v -i warn | tail -15
+stamp "pocket-studio reconstruct on CUDA (gsplat training path, 300 steps)"
+[ "${SKIP_RECON:-0}" = 1 ] || timeout 120 python3 -m stylize3d.cli reconstruct --data $DATA --out "$OUT/recon.ply" --iters 300 --device cuda 2>&1 \
+    | grep -v -i warn | tr '\r' '\n' | grep -v "it/s\]$" | tail -8
 stamp "done"

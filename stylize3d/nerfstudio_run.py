@@ -155,13 +155,24 @@ def find_checkpoint(models_dir: str | os.PathLike, step: int | None = None) -> P
     return found[step]
 
 
+def _numpy_scalar_globals() -> list:
+    """What a pickled numpy scalar needs (real nerfstudio checkpoints hold some, e.g. in the trainer's state):
+    the scalar reconstructor and dtype classes. Plain data: allowing them executes no code."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")] if hasattr(np, "dtypes") else []
+    return [core.multiarray.scalar, np.dtype, *dtypes]
+
+
 def load_checkpoint_state(path: str | os.PathLike) -> dict:
     """``torch.load(weights_only=True)``, memory-mapped; ``ValueError`` naming the file for anything else."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
             AttributeError, TypeError) as e:
         raise ValueError(f"{path} is not a readable nerfstudio checkpoint (only tensors and plain containers "

@@ -285,3 +285,18 @@ def test_a_splatfacto_run_is_a_scene_for_the_command_line(run_dir, tmp_path, tin
     m = json.loads((out / "manifest.json").read_text())
     assert m["scene"] == str(run_dir) and m["num_views"] >= 40
     assert 0.8 * len(cube) <= m["objects"][0]["gaussians"] <= len(cube)
+
+
+def test_checkpoints_with_numpy_scalars_load(tmp_path, tiny_builtin):
+    """Real nerfstudio checkpoints (seen on a GPU run) pickle numpy scalars next to the tensors."""
+    import numpy as np
+
+    _, scene, _ = tiny_builtin
+    path = tmp_path / "step-000000499.ckpt"
+    torch.save({"step": np.int64(499), "pipeline": pipeline_state_from_scene(scene, labels=False),
+                "scalers": {"scale": np.float32(65536.0)}}, path)
+    from stylize3d.nerfstudio_run import load_checkpoint_state, scene_from_pipeline_state
+
+    state = load_checkpoint_state(path)
+    assert int(state["step"]) == 499
+    assert_same(scene_from_pipeline_state(state["pipeline"], str(path)), scene)
