@@ -64,6 +64,14 @@ def opengl_c2w_to_viewmat(c2w: torch.Tensor) -> torch.Tensor:
     return torch.linalg.inv(c2w @ _GL_TO_CV.to(c2w))
 
 
+def unproject_depth(depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor) -> torch.Tensor:
+    """[H, W] z-depth -> [H, W, 3] world points through the pixel centres (+0.5); ``c2w`` is OpenCV [4, 4]."""
+    H, W = depth.shape
+    v, u = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    cam = torch.stack([(u - K[0, 2]) / K[0, 0] * depth, (v - K[1, 2]) / K[1, 1] * depth, depth], -1)  # [H, W, 3]
+    return cam @ c2w[:3, :3].T + c2w[:3, 3]
+
+
 def intrinsics(fov_x_deg: float, width: int, height: int) -> torch.Tensor:
     """[3, 3] pinhole K with square pixels and the principal point at the centre."""
     fx = 0.5 * width / math.tan(math.radians(fov_x_deg) / 2)

@@ -12,17 +12,21 @@ import torch
 import torch.nn.functional as F
 
 from .blend_cache import BlendCache
-from .cameras import Cameras
+from .cameras import Cameras, unproject_depth
 from .labels import selection_coverage
 from .losses import gram_distance, nnfm_distance
 
 PSNR_CAP_DB = 100.0  # reported when the compared pixels are bitwise identical (the true value is infinite)
 
 
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB for images in [0, 1]; capped at ``PSNR_CAP_DB`` (identical images)."""
+    return PSNR_CAP_DB if mse == 0.0 else min(PSNR_CAP_DB, 10 * math.log10(1.0 / mse))
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of images in [0, 1]; capped at ``PSNR_CAP_DB`` for identical inputs."""
-    mse = float(((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean()) if a.numel() else 0.0
-    return PSNR_CAP_DB if mse == 0.0 else min(PSNR_CAP_DB, 10 * math.log10(1.0 / mse))
+    return psnr_from_mse(float(((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean()) if a.numel() else 0.0)
 
 
 @torch.no_grad()
@@ -42,16 +46,6 @@ def leakage(cache: BlendCache, before: list[torch.Tensor], after: list[torch.Ten
     }
 
 
-def _unproject(depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor) -> torch.Tensor:
-    """[H, W] z-depth -> [H, W, 3] world points (pixel centres at +0.5)."""
-    H, W = depth.shape
-    v, u = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
-    x = (u - K[0, 2]) / K[0, 0] * depth
-    y = (v - K[1, 2]) / K[1, 1] * depth
-    cam = torch.stack([x, y, depth], -1)  # [H, W, 3]
-    return cam @ c2w[:3, :3].T + c2w[:3, 3]
-
-
 def warp_error(renders: list[torch.Tensor], depths: list[torch.Tensor], alphas: list[torch.Tensor],
                cameras: Cameras, gap: int, region: list[torch.Tensor] | None = None,
                depth_tol: float = 0.03) -> float:
@@ -68,7 +62,7 @@ def warp_error(renders: list[torch.Tensor], depths: list[torch.Tensor], alphas: 
         valid = alphas[t] > 0.5
         if region is not None:
             valid &= region[t]
-        pts = _unproject(depths[t], cameras.Ks[t], c2ws[t])  # [H, W, 3]
+        pts = unproject_depth(depths[t], cameras.Ks[t], c2ws[t])  # [H, W, 3]
         cam = pts @ cameras.viewmats[s][:3, :3].T + cameras.viewmats[s][:3, 3]
         z = cam[..., 2]
         K = cameras.Ks[s]

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stylize3d.cameras import Cameras
+from stylize3d.cameras import Cameras, unproject_depth
 from stylize3d.densify import DensifyConfig, DensifyState, densify_and_prune, reset_opacities
 from stylize3d.gaussians import BACKGROUND_LABEL, GaussianScene, num_sh_bases
 from stylize3d.labels import labels_from_masks
+from stylize3d.metrics import psnr_from_mse
 from stylize3d.nerfstudio_data import NerfstudioDataset, read_dataset
 from stylize3d.ply import write_ply
 from stylize3d.rasterize import blend_weights, camera_center, project, rasterize_tiles, resolve_backend
@@ -119,15 +120,6 @@ def scene_scale(cameras: Cameras) -> float:
     return 1.1 * max(float((centers - centers.mean(0)).norm(dim=1).max()), 1e-3)
 
 
-def _unproject(depth: torch.Tensor, K: torch.Tensor, viewmat: torch.Tensor) -> torch.Tensor:
-    """[H, W] z-depth -> [H, W, 3] world points through pixel centres."""
-    H, W = depth.shape
-    v, u = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
-    cam = torch.stack([(u - K[0, 2]) / K[0, 0] * depth, (v - K[1, 2]) / K[1, 1] * depth, depth], -1)
-    c2w = torch.linalg.inv(viewmat)
-    return cam @ c2w[:3, :3].T + c2w[:3, 3]
-
-
 def focus_point(cameras: Cameras) -> torch.Tensor:
     """[3] the point closest to all optical axes (least squares), pulled weakly towards the cameras' mean
     centre plus their mean viewing direction times the scene scale, so parallel axes stay well posed."""
@@ -150,7 +142,7 @@ def _init_points(data: NerfstudioDataset, train: list[int], cfg: ReconstructConf
         pts, rgb = [], []
         for v in views:
             valid = data.depths[v] > 0  # [H, W]
-            pts.append(_unproject(data.depths[v], cams.Ks[v], cams.viewmats[v])[valid])
+            pts.append(unproject_depth(data.depths[v], cams.Ks[v], torch.linalg.inv(cams.viewmats[v]))[valid])
             rgb.append(data.images[v][valid])
         pts, rgb = torch.cat(pts), torch.cat(rgb)
         if len(pts) >= 4:
@@ -262,7 +254,7 @@ def evaluate(params: torch.nn.ParameterDict, data: NerfstudioDataset, views: lis
         rgb, _, _ = render_train(params, data.cameras, v, sh_degree, background, backend, tile_size)
         mse += float(((rgb.clamp(0, 1) - data.images[v].to(rgb)) ** 2).mean())
     mse /= len(views)
-    return 100.0 if mse == 0 else 10 * math.log10(1.0 / mse)
+    return psnr_from_mse(mse)
 
 
 # ------------------------------------------------------------------------------------------------ labels

@@ -88,19 +88,33 @@ def style_features(backbone: FeatureBackbone, styles: list[torch.Tensor], long_s
     return torch.cat(feats, dim=1)
 
 
-def view_losses(rgb: torch.Tensor, reference: torch.Tensor, coverage: torch.Tensor, backbone,
+def _fit_side(x: torch.Tensor, max_side: int) -> torch.Tensor:
+    """[1, C, H, W] shrunk so its long side is at most ``max_side`` (ARF renders at half size for the backbone)."""
+    h, w = x.shape[-2:]
+    if max(h, w) <= max_side:
+        return x
+    size = (max(1, round(h * max_side / max(h, w))), max(1, round(w * max_side / max(h, w))))
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def reference_features(reference: torch.Tensor, backbone, max_side: int = 512) -> torch.Tensor:
+    """Backbone features of an unstylized render [H, W, 3]: constant per view, so callers may cache them."""
+    return backbone(_fit_side(reference.permute(2, 0, 1)[None], max_side))
+
+
+def view_losses(rgb: torch.Tensor, reference: torch.Tensor | None, coverage: torch.Tensor, backbone,
                 style_feats: Sequence[torch.Tensor], style_weight: float = 1.0, content_weight: float = 1e-3,
-                tv_weight: float = 0.0, max_side: int = 512) -> dict[str, torch.Tensor]:
-    """stylize3d's per-object losses on one view: render ``rgb`` and unstylized ``reference`` [H, W, 3],
-    each object's share of every pixel ``coverage`` [H, W, T], style features per object [C, M]."""
-    img, ref, cov = (x.permute(2, 0, 1)[None] for x in (rgb, reference, coverage))  # [1, *, H, W]
-    h, w = img.shape[-2:]
-    if max(h, w) > max_side:  # ARF renders at half size for the backbone; cap the long side
-        size = (max(1, round(h * max_side / max(h, w))), max(1, round(w * max_side / max(h, w))))
-        img, ref, cov = (F.interpolate(x, size=size, mode="bilinear", align_corners=False) for x in (img, ref, cov))
+                tv_weight: float = 0.0, max_side: int = 512,
+                ref_feats: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """stylize3d's per-object losses on one view: render ``rgb`` and unstylized ``reference`` [H, W, 3] (or its
+    ``reference_features``), each object's share of every pixel ``coverage`` [H, W, T], style features per
+    object [C, M]."""
+    img = _fit_side(rgb.permute(2, 0, 1)[None], max_side)  # [1, 3, h, w]
+    cov = _fit_side(coverage.permute(2, 0, 1)[None], max_side)  # [1, T, h, w]
     feats = backbone(img)
-    with torch.no_grad():
-        ref_feats = backbone(ref)
+    if ref_feats is None:
+        ref_feats = reference_features(reference, backbone, max_side)
     zero = img.sum() * 0.0  # keeps the graph when no object is in view
     out = {"style_loss": zero, "content_loss": zero}
     if tv_weight > 0:
@@ -194,6 +208,7 @@ def stylize(scene: GaussianScene, cache: BlendCache, targets: list[StyleTarget],
     base_sh0, base_shN = scene.sh0, scene.shN
     all_views = sorted({v for views in target_views for v in views})
     cov_cache: dict[int, torch.Tensor] = {}
+    ref_cache: dict[int, torch.Tensor] = {}
 
     def full_sh():
         return base_sh0.index_put((sel_idx,), p0), base_shN.index_put((sel_idx,), pN)
@@ -216,10 +231,11 @@ def stylize(scene: GaussianScene, cache: BlendCache, targets: list[StyleTarget],
             if v not in cov_cache:  # each object's share of every pixel; the losses weight cells by it
                 cov_cache[v] = torch.stack([selection_coverage(cache[v].weights, t.mask) for t in targets], -1
                                            ).reshape(cache.height, cache.width, len(targets))  # [H, W, T]
-            with torch.no_grad():
-                ref = cache.render(v, base_sh0, base_shN)
-            parts = view_losses(cache.render(v, s0, sN), ref, cov_cache[v], backbone, style_feats,
-                                config.style_weight, config.content_weight, config.tv_weight)
+            if v not in ref_cache:  # the unstylized view never changes: its features are computed once
+                ref_cache[v] = reference_features(cache.render(v, base_sh0, base_shN), backbone)
+            parts = view_losses(cache.render(v, s0, sN), None, cov_cache[v], backbone, style_feats,
+                                config.style_weight, config.content_weight, config.tv_weight,
+                                ref_feats=ref_cache[v])
             loss = loss + sum(parts.values())
         opt.zero_grad(set_to_none=True)
         if loss.requires_grad:
