@@ -114,6 +114,29 @@ def _set_dropdown(page, elem_id: str, value: str) -> None:
     )
 
 
+def _set_slider(page, elem_id: str, value: int, tries: int = 10) -> None:
+    """Type ``value`` into a slider's number box until its range input shows it.
+
+    A slider in a closed accordion mounts when the accordion opens; on a busy machine its first effects can run
+    after the typing and put the default back, so the value is typed again until it holds.
+    """
+    number, slider = f"#{elem_id} input[type=number]", f"#{elem_id} input[type=range]"
+    page.wait_for_selector(slider, state="visible")
+    held = "([sel, v]) => document.querySelector(sel).value === v"
+    for _ in range(tries):
+        page.fill(number, str(value))
+        page.press(number, "Enter")
+        try:
+            page.wait_for_function(held, arg=[slider, str(value)], timeout=2_000)
+            page.wait_for_timeout(500)  # still held after the component's pending effects?
+            if page.evaluate(held, [slider, str(value)]):
+                return
+        except sync_api.TimeoutError:
+            pass
+    got = page.eval_on_selector(slider, "e => e.value")
+    pytest.fail(f"the {elem_id} slider shows {got} after typing {value} {tries} times")
+
+
 def _fetch(page, url: str) -> bytes:
     resp = page.request.get(url)
     assert resp.ok, f"GET {url} -> {resp.status}"
@@ -167,11 +190,7 @@ def test_click_select_style_and_stylize_in_browser(studio_server, tmp_path):  # 
 
             # 4. small settings, then run
             page.get_by_role("button", name="Settings").click()
-            page.fill("#iters input[type=number]", str(ITERS))
-            page.press("#iters input[type=number]", "Enter")
-            page.wait_for_function(
-                "v => document.querySelector('#iters input[type=range]').value === v", arg=str(ITERS)
-            )
+            _set_slider(page, "iters", ITERS)
             _set_dropdown(page, "size", str(RUN_SIZE))
             page.click("#run")
             _wait_text(page, "#status", "Done", 180)
