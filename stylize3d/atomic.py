@@ -26,7 +26,21 @@ def _is_nonempty_dir(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
+def check_parent(path: str | os.PathLike) -> None:
+    """Fail now, not after the work, when ``path`` cannot be created: its nearest existing ancestor must be a
+    writable folder (a file there, e.g. ``--out file.txt/run``, is named in the error)."""
+    path = Path(path)
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ValueError(f"cannot write {path}: no permission to write in {parent}")
+            return
+
+
 def _check_destination(out_dir: Path, overwrite: bool) -> None:
+    check_parent(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"output folder {out_dir} exists and is not a folder")
     if _is_nonempty_dir(out_dir) and not overwrite:

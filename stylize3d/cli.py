@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import re
 import sys
 from dataclasses import replace
 
@@ -50,8 +52,49 @@ def _targets(ordered: list[tuple[str, str]]) -> list[TargetSpec]:
     return targets
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every usage error ends with the same ``pocket-studio: error: ...`` line (and exit 2) as a runtime one."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"pocket-studio: error: {self.prog.removeprefix('pocket-studio').strip()}"
+                     f"{': ' if self.prog != 'pocket-studio' else ''}{message}\n")
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda or cuda:N")
+    return text
+
+
+# options whose value may start with '-' (``--box -1,-1,0,1,1,2``): argparse would take it for an option
+_SIGNED_VALUES = ("--box", "--click")
+
+
+def _join_signed_values(argv: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in _SIGNED_VALUES and i + 1 < len(argv) and re.match(r"-[\d.]", argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pocket-studio", description="Pocket Studio: per-object 3D stylization.")
+    p = _Parser(prog="pocket-studio", description="Pocket Studio: per-object 3D stylization.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -71,9 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--iters", type=int, default=d.iters, help=f"optimisation steps (default {d.iters})")
     st.add_argument("--size", type=int, default=RunOptions.size, help=f"render size in pixels (default {RunOptions.size})")
     st.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
-    st.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
-    st.add_argument("--style-weight", type=float, default=d.style_weight)
-    st.add_argument("--content-weight", type=float, default=d.content_weight)
+    st.add_argument("--lr", type=_finite, default=d.lr, help=f"learning rate (default {d.lr})")
+    st.add_argument("--style-weight", type=_finite, default=d.style_weight)
+    st.add_argument("--content-weight", type=_finite, default=d.content_weight)
     st.add_argument("--no-color-transfer", action="store_true", help="skip ARF's colour transfer")
     st.add_argument("--backbone", default="auto", choices=["auto", "vgg16", "effnet-lite0"])
     st.add_argument("--vgg-weights", default=None, help="path to torchvision's vgg16-397923af.pth")
@@ -90,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     rc.add_argument("--seed", type=int, default=rd.seed, help="random seed (default 0)")
     rc.add_argument("--holdout-every", type=int, default=rd.holdout_every,
                     help=f"hold out every K-th view for the PSNR, 0 = none (default {rd.holdout_every})")
-    rc.add_argument("--device", default="auto", help="auto | cpu | cuda (auto: cuda when available)")
+    rc.add_argument("--device", type=_device, default="auto", help="auto | cpu | cuda[:N] (auto: cuda when available)")
     return p
 
 
@@ -118,8 +161,6 @@ def _cmd_stylize(args) -> int:
     targets = _targets(getattr(args, "ordered", None) or [])
     cfg = replace(StylizeConfig(), iters=args.iters, seed=args.seed, lr=args.lr, style_weight=args.style_weight,
                   content_weight=args.content_weight, color_transfer=not args.no_color_transfer)
-    if args.iters < 0:
-        raise ValueError(f"--iters must be >= 0, got {args.iters}")
     options = RunOptions(scene=args.scene, size=args.size, backbone=args.backbone,
                          backbone_weights=args.vgg_weights, video=not args.no_video, overwrite=args.overwrite,
                          stylize=cfg)
@@ -133,10 +174,20 @@ def _cmd_stylize(args) -> int:
     with logging_redirect_tqdm(), bar:
         manifest = run(targets, args.out, options, progress=progress)
     m, tm = manifest["metrics"], manifest["timings"]
-    print(f"wrote {args.out}: backbone {manifest['backbone']}, leakage PSNR {m['leakage_psnr_db']:.1f} dB, "
-          f"NNFM {m['nnfm_before']:.3f} -> {m['nnfm_after']:.3f}, consistency short/long RMSE "
-          f"{m['consistency_short_rmse']:.4f}/{m['consistency_long_rmse']:.4f}, total {tm['total_s']:.1f} s")
+    print(f"wrote {args.out}: backbone {manifest['backbone']}, leakage PSNR {_fmt(m['leakage_psnr_db'], '.1f')} dB "
+          f"({m['pixels']['leakage']:,} px), NNFM {_fmt(m['nnfm_before'])} -> {_fmt(m['nnfm_after'])}, "
+          f"consistency short/long RMSE {_fmt(m['consistency_short_rmse'], '.4f')}/"
+          f"{_fmt(m['consistency_long_rmse'], '.4f')}, total {tm['total_s']:.1f} s")
+    for key, reason in m.get("unmeasured", {}).items():
+        print(f"  not measured: {key}: {reason}")
+    for obj in manifest["objects"]:
+        for note in obj.get("notes", []):
+            print(f"  note: {obj['name']}: {note}")
     return 0
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def _cmd_reconstruct(args) -> int:
@@ -149,6 +200,8 @@ def _cmd_reconstruct(args) -> int:
     cfg = replace(ReconstructConfig(), iters=args.iters, size=args.size, seed=args.seed,
                   holdout_every=args.holdout_every)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
     bar = tqdm(total=cfg.iters, file=sys.stderr, desc="reconstruct")
 
     def progress(step: int, total: int, msg: str) -> None:
@@ -160,11 +213,13 @@ def _cmd_reconstruct(args) -> int:
     held_out = "n/a" if stats["psnr"] is None else f"{stats['psnr']:.2f} dB"
     print(f"wrote {stats['out']}: {stats['num_gaussians']} Gaussians, held-out PSNR {held_out} "
           f"({stats['held_out_views']} views), {stats['seconds']:.1f} s")
+    if stats.get("advice"):
+        print(f"warning: {stats['advice']}", file=sys.stderr)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_join_signed_values(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -173,8 +228,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "reconstruct":
             return _cmd_reconstruct(args)
         return _cmd_stylize(args)
-    except (ValueError, FileNotFoundError, PermissionError) as err:
+    except (ValueError, OSError) as err:
         print(f"pocket-studio: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("pocket-studio: error: out of memory: try a smaller --size or fewer views", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - one error line, the traceback only with -v
+        logger.debug("unexpected error", exc_info=True)
+        print(f"pocket-studio: error: unexpected {type(err).__name__}: {err} (run with -v for the traceback)",
+              file=sys.stderr)
         return 2
 
 

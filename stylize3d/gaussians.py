@@ -98,6 +98,10 @@ class GaussianScene:
             if name.lower() == key.lower():
                 return oid
         choices = ", ".join(f"{oid}:{name}" for oid, name in sorted(self.object_names.items()))
+        if not (self.labels != BACKGROUND_LABEL).any():
+            raise ValueError(f"unknown object {name_or_id!r}: this scene has no object labels (only {choices}; "
+                             "it came without instance masks): select with --box x0,y0,z0,x1,y1,z1 or "
+                             "--click VIEW,X,Y instead")
         raise ValueError(f"unknown object {name_or_id!r}; this scene has: {choices}")
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -77,15 +77,29 @@ def image_size(source: ImageSource, max_pixels: int = MAX_PIXELS) -> tuple[int, 
         return im.size
 
 
-def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, exif_transpose: bool = True) -> torch.Tensor:
+def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, exif_transpose: bool = True,
+               max_side: int | None = None, min_side: int = 1) -> torch.Tensor:
     """[H, W, 3] float32 in [0, 1]. Alpha is composited on white; grey, palette, CMYK and 16-bit become RGB.
 
     ``exif_transpose=False`` keeps the stored pixel grid, which is what dataset intrinsics refer to.
+    ``max_side`` shrinks the image while it is still 8-bit (JPEG decodes at a reduced scale), so a 49 MP style
+    image costs ~150 MB once, not gigabytes as float copies; ``min_side`` refuses images too small to use.
     """
+    if not isinstance(source, (bytes, bytearray)) and Path(source).is_dir():
+        raise ValueError(f"{_name(source)} is a folder, not an image file")
     with _open_checked(source, max_pixels) as im:
+        if min(im.size) < min_side:
+            raise ValueError(f"{_name(source)} is {im.size[0]}x{im.size[1]} pixels: too small, "
+                             f"at least {min_side}x{min_side} needed")
+        if max_side is not None and max(im.size) > max_side:
+            im.draft("RGB", (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
         im.load()
         if exif_transpose:
             im = ImageOps.exif_transpose(im)
+        if max_side is not None and max(im.size) > max_side:
+            if im.mode not in ("RGB", "RGBA", "L", "LA"):
+                im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
+            im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         return _to_rgb_float(im)
 
 

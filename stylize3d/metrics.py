@@ -17,6 +17,7 @@ from .labels import selection_coverage
 from .losses import gram_distance, nnfm_distance
 
 PSNR_CAP_DB = 100.0  # reported when the compared pixels are bitwise identical (the true value is infinite)
+OWN_PIXEL = 0.5  # a pixel is an object's when its Gaussians give at least this share of the pixel's colour
 
 
 def psnr_from_mse(mse: float) -> float:
@@ -24,35 +25,56 @@ def psnr_from_mse(mse: float) -> float:
     return PSNR_CAP_DB if mse == 0.0 else min(PSNR_CAP_DB, 10 * math.log10(1.0 / mse))
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1]; capped at ``PSNR_CAP_DB`` for identical inputs."""
-    return psnr_from_mse(float(((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean()) if a.numel() else 0.0)
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """PSNR in dB of images in [0, 1]; capped at ``PSNR_CAP_DB`` for identical inputs; None for no pixels."""
+    if a.numel() == 0:
+        return None
+    return psnr_from_mse(float(((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean()))
+
+
+def own_pixels(cache: BlendCache, view: int, selected: torch.Tensor) -> torch.Tensor:
+    """[H*W] bool: pixels where the selected Gaussians are what you see (``OWN_PIXEL`` of the colour or more)."""
+    return selection_coverage(cache[view].weights, selected) >= OWN_PIXEL
 
 
 @torch.no_grad()
 def leakage(cache: BlendCache, before: list[torch.Tensor], after: list[torch.Tensor],
-            selected: torch.Tensor) -> dict[str, float]:
-    """PSNR and max difference, after vs before, over the pixels the selected Gaussians do not touch."""
-    a, b = [], []
+            selected: torch.Tensor) -> dict:
+    """After vs before outside the selection, in two regions:
+
+    - ``leakage_*``: every pixel that is not the selection's own (``own_pixels``), so a selected Gaussian's
+      halo over the floor counts as leakage;
+    - ``untouched_*``: pixels no selected Gaussian reaches at all, where an appearance-only edit must be exact.
+
+    Values over an empty region are None; ``unmeasured`` says why, ``pixels`` how many pixels each used.
+    """
+    a, b, ua, ub = [], [], [], []
     for v in range(len(cache)):
-        untouched = selection_coverage(cache[v].weights, selected) <= 0  # [HW]
-        a.append(after[v].reshape(-1, 3)[untouched])
-        b.append(before[v].reshape(-1, 3)[untouched])
-    a, b = torch.cat(a), torch.cat(b)
-    return {
-        "leakage_psnr_db": psnr(a, b),
-        "leakage_max_abs_diff": float((a.clamp(0, 1) - b.clamp(0, 1)).abs().max()) if a.numel() else 0.0,
-        "leakage_pixels": int(a.shape[0]),
-    }
+        cov = selection_coverage(cache[v].weights, selected)  # [HW]
+        leak, untouched = cov < OWN_PIXEL, cov <= 0
+        flat_a, flat_b = after[v].reshape(-1, 3), before[v].reshape(-1, 3)
+        a.append(flat_a[leak]), b.append(flat_b[leak]), ua.append(flat_a[untouched]), ub.append(flat_b[untouched])
+    out: dict = {"pixels": {}, "unmeasured": {}}
+    for tag, x, y in (("leakage", torch.cat(a), torch.cat(b)), ("untouched", torch.cat(ua), torch.cat(ub))):
+        n = int(x.shape[0])
+        out["pixels"][tag] = n
+        out[f"{tag}_psnr_db"] = psnr(x, y)
+        out[f"{tag}_max_abs_diff"] = float((x.clamp(0, 1) - y.clamp(0, 1)).abs().max()) if n else None
+        if not n:
+            out["unmeasured"][f"{tag}_psnr_db"] = out["unmeasured"][f"{tag}_max_abs_diff"] = (
+                f"no {'pixel outside the selection' if tag == 'leakage' else 'pixel the selection does not reach'}"
+                " in any view")
+    out["leakage_pixels"] = out["pixels"]["leakage"]
+    return out
 
 
 def warp_error(renders: list[torch.Tensor], depths: list[torch.Tensor], alphas: list[torch.Tensor],
                cameras: Cameras, gap: int, region: list[torch.Tensor] | None = None,
-               depth_tol: float = 0.03) -> float:
-    """RMSE between view t and view t-gap warped into t, over pixels visible in both.
+               depth_tol: float = 0.03) -> tuple[float | None, int]:
+    """(RMSE, pixels) between view t and view t-gap warped into t, over pixels visible in both.
 
     renders [H,W,3], depths [H,W] (z-depth), alphas [H,W]; ``region`` optionally restricts to [H,W] bool masks
-    of view t (e.g. the stylized objects).
+    of view t (e.g. the stylized objects). The RMSE is None when no pixel could be compared.
     """
     H, W = cameras.height, cameras.width
     c2ws = cameras.camtoworlds
@@ -62,6 +84,8 @@ def warp_error(renders: list[torch.Tensor], depths: list[torch.Tensor], alphas: 
         valid = alphas[t] > 0.5
         if region is not None:
             valid &= region[t]
+        if not valid.any():
+            continue
         pts = unproject_depth(depths[t], cameras.Ks[t], c2ws[t])  # [H, W, 3]
         cam = pts @ cameras.viewmats[s][:3, :3].T + cameras.viewmats[s][:3, 3]
         z = cam[..., 2]
@@ -76,8 +100,8 @@ def warp_error(renders: list[torch.Tensor], depths: list[torch.Tensor], alphas: 
         valid &= (src_depth - z).abs() <= depth_tol * z  # occlusion test
         diff = (src - renders[t]).clamp(-1, 1)[valid]
         sq += float((diff**2).sum())
-        count += int(valid.sum()) * 3
-    return math.sqrt(sq / count) if count else float("nan")
+        count += int(valid.sum())
+    return (math.sqrt(sq / (3 * count)) if count else None), count
 
 
 @torch.no_grad()

@@ -53,6 +53,7 @@ class NerfstudioDataset:
     masks: list[torch.Tensor] | None = None  # each [H, W] int64 object ids
     depths: list[torch.Tensor] | None = None  # each [H, W] float32 metres, 0 = unknown
     object_names: dict[int, str] | None = None
+    points: tuple[torch.Tensor, torch.Tensor] | None = None  # (xyz [P, 3], rgb [P, 3]) from ``ply_file_path``
 
     def __len__(self) -> int:
         return len(self.images)
@@ -354,8 +355,33 @@ def read_dataset(root: str | os.PathLike, downscale_to: int | None = None) -> Ne
         images = [resize_long_side(im, downscale_to) for im in images]
         masks = [resize_long_side(m, downscale_to, mode="nearest") for m in masks] if masks else None
         depths = [resize_long_side(d, downscale_to, mode="nearest") for d in depths] if depths else None
+    points = _load_points(_safe_path(root, path, "ply_file_path", meta["ply_file_path"])) \
+        if "ply_file_path" in meta else None
     return NerfstudioDataset(root, cameras, image_paths, images, masks, depths,
-                             object_names_from_meta(path, meta.get("object_names")))
+                             object_names_from_meta(path, meta.get("object_names")), points)
+
+
+MAX_POINTS = 5_000_000
+
+
+def _load_points(file: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(xyz [P, 3], rgb [P, 3] in [0, 1]) of the sparse point cloud ``ns-process-data`` writes (COLMAP points,
+    already in the frame of the ``transform_matrix`` poses); grey where the file has no colours."""
+    import open3d as o3d
+
+    if file.suffix.lower() != ".ply":
+        raise ValueError(f"{file}: ply_file_path must name a .ply point cloud")
+    if file.stat().st_size > MAX_POINTS * 64:
+        raise ValueError(f"{file}: point cloud larger than {MAX_POINTS * 64 >> 20} MB")
+    pcd = o3d.io.read_point_cloud(str(file), format="ply")
+    xyz = np.asarray(pcd.points, dtype=np.float32)
+    if len(xyz) == 0:
+        raise ValueError(f"{file}: ply_file_path holds no readable points")
+    rgb = np.asarray(pcd.colors, dtype=np.float32) if pcd.has_colors() else np.full_like(xyz, 0.5)
+    finite = np.isfinite(xyz).all(1) & np.isfinite(rgb).all(1)
+    if not finite.any():
+        raise ValueError(f"{file}: ply_file_path holds no finite points")
+    return torch.from_numpy(xyz[finite]), torch.from_numpy(np.clip(rgb[finite], 0, 1))
 
 
 def dataset_instance_masks(root: Path, image_filenames: Sequence[Path]) -> tuple[list[torch.Tensor], Path, dict]:

@@ -16,15 +16,14 @@ from pathlib import Path
 import torch
 
 from . import export
-from .atomic import atomic_output_dir
+from .atomic import atomic_output_dir, check_parent
 from .backbones import judge_backbone, load_backbone
 from .blend_cache import BlendCache
-from .images import load_image
 from .labels import labels_from_masks, selection_coverage
-from .metrics import leakage, style_distances, warp_error
+from .metrics import OWN_PIXEL, leakage, own_pixels, style_distances, warp_error
 from .scenes import LoadedScene, load_scene
-from .selection import select_box, select_click, select_object
-from .stylize import StyleTarget, StylizeConfig, style_features, stylize
+from .selection import box_overreach, select_box, select_click, select_object
+from .stylize import StyleTarget, StylizeConfig, load_style, style_features, stylize
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +40,14 @@ class TargetSpec:
     click: tuple[int, int, int] | None = None  # (view, x, y) in render pixels
 
     def describe(self) -> str:
+        parts = []
         if self.object is not None:
-            return str(self.object)
+            parts.append(str(self.object))
         if self.box is not None:
-            return "box(" + ",".join(f"{v:g}" for v in self.box) + ")"
-        return f"click(view={self.click[0]}, x={self.click[1]}, y={self.click[2]})"
+            parts.append("box(" + ",".join(f"{v:g}" for v in self.box) + ")")
+        if self.click is not None:
+            parts.append(f"click(view={self.click[0]}, x={self.click[1]}, y={self.click[2]})")
+        return " + ".join(parts) or "a target with no object, box or click"
 
 
 @dataclass(frozen=True)
@@ -69,21 +71,43 @@ def _noop(stage: str, frac: float, msg: str) -> None:
     pass
 
 
-def resolve_targets(loaded: LoadedScene, specs: Sequence[TargetSpec], cache: BlendCache | None) -> list[StyleTarget]:
-    """Selections + decoded style images for each spec (errors name the offending object or file)."""
-    targets = []
+MAX_TARGETS = 16  # objects (or boxes, clicks) in one run
+MAX_STYLES_PER_TARGET = 8
+
+
+def check_targets(specs: Sequence[TargetSpec]) -> None:
+    """Cheap checks of a plan before any heavy work: its size, each target's kind, and that every style decodes."""
+    if len(specs) > MAX_TARGETS:
+        raise ValueError(f"{len(specs)} objects in one run: at most {MAX_TARGETS}")
     for spec in specs:
         if sum(x is not None for x in (spec.object, spec.box, spec.click)) != 1:
             raise ValueError(f"{spec.describe()}: give exactly one of an object, a box or a click")
         if not spec.styles:
             raise ValueError(f"{spec.describe()}: no style image given")
-        styles = [load_image(s) for s in spec.styles]
-        name = spec.describe()
+        if len(spec.styles) > MAX_STYLES_PER_TARGET:
+            raise ValueError(f"{spec.describe()}: {len(spec.styles)} styles, at most {MAX_STYLES_PER_TARGET} per object")
+        for s in spec.styles:
+            load_style(s)
+
+
+def resolve_targets(loaded: LoadedScene, specs: Sequence[TargetSpec], cache: BlendCache | None) -> list[StyleTarget]:
+    """Selections + decoded style images for each spec (errors name the offending object or file)."""
+    targets = []
+    for spec in specs:
+        if sum(x is not None for x in (spec.object, spec.box, spec.click)) != 1 or not spec.styles:
+            check_targets([spec])  # raises with the reason
+        styles = [load_style(s) for s in spec.styles]
+        name, notes = spec.describe(), []
         if spec.object is not None:
             mask = select_object(loaded.scene, spec.object)
             name = loaded.scene.object_names[loaded.scene.object_id(spec.object)]
         elif spec.box is not None:
             mask = select_box(loaded.scene, spec.box)
+            inside = ((loaded.scene.means >= torch.tensor(spec.box[:3])) &
+                      (loaded.scene.means <= torch.tensor(spec.box[3:]))).all(1)
+            big = int((box_overreach(loaded.scene, spec.box) & inside).sum())
+            if big:
+                notes.append(f"left out {big} Gaussians centred in the box whose footprint reaches far outside it")
         else:
             view, x, y = spec.click
             if cache is None or not 0 <= view < len(cache):
@@ -91,11 +115,18 @@ def resolve_targets(loaded: LoadedScene, specs: Sequence[TargetSpec], cache: Ble
             mask, oid = select_click(loaded.scene, cache[view].weights, cache.width, x, y)
             if oid >= 0:
                 name = loaded.scene.object_names.get(oid, name)
-        targets.append(StyleTarget(name, mask, styles, [Path(str(s)).name for s in spec.styles]))
+            if oid < 0:
+                notes.append("unlabelled scene: the 3D segment under the click (floor removed, then DBSCAN)")
+        share = float(mask.float().mean())
+        if share > 0.5:
+            notes.append(f"selects {share:.0%} of the scene's Gaussians")
+        for note in notes:
+            logger.warning("%s: %s", name, note)
+        targets.append(StyleTarget(name, mask, styles, [Path(str(s)).name for s in spec.styles], notes))
     return targets
 
 
-def _consistency(cache: BlendCache, cameras, renders, region) -> dict[str, float]:
+def _consistency(cache: BlendCache, cameras, renders, region) -> dict[str, tuple[float | None, int]]:
     depths = [cache[v].depth for v in range(len(cache))]
     alphas = [cache[v].alpha for v in range(len(cache))]
     return {
@@ -117,11 +148,10 @@ def run(specs: Sequence[TargetSpec], out_dir: str | Path, options: RunOptions = 
     t_all = time.perf_counter()
     out_dir = Path(out_dir)
     # 0. cheap checks: the style files decode, the output folder is usable
-    for spec in specs:
-        for s in spec.styles:
-            load_image(s)
     if not specs:
         raise ValueError("nothing to stylize: give at least one --object/--box with a --style")
+    check_targets(specs)
+    check_parent(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"output {out_dir} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not options.overwrite:
@@ -184,7 +214,7 @@ def run(specs: Sequence[TargetSpec], out_dir: str | Path, options: RunOptions = 
         "seed": cfg.seed,
         "settings": asdict(cfg),
         "objects": [{"name": tg.name, "gaussians": int(tg.mask.sum()), "styles": tg.style_names,
-                     **o} for tg, o in zip(targets, per_object)],
+                     "notes": tg.notes, **o} for tg, o in zip(targets, per_object)],
         "styles": sorted({s for tg in targets for s in tg.style_names}),
         "stopped_early": result.stopped_early,
         "final_loss": result.losses[-1] if result.losses else None,
@@ -213,23 +243,33 @@ def run(specs: Sequence[TargetSpec], out_dir: str | Path, options: RunOptions = 
 @torch.no_grad()
 def evaluate(cache: BlendCache, cameras, scene_before, scene_after, targets: list[StyleTarget], backbone, judge,
              cfg: StylizeConfig):
-    """(metrics, per-object style metrics, renders before, renders after) over every cached view."""
+    """(metrics, per-object style metrics, renders before, renders after) over every cached view.
+
+    A metric that cannot be measured is None, with its reason under ``metrics["unmeasured"]``; ``metrics["pixels"]``
+    says how many pixels (or views) each one was measured on.
+    """
     before = [cache.render(v, scene_before.sh0, scene_before.shN) for v in range(len(cache))]
     after = [cache.render(v, scene_after.sh0, scene_after.shN) for v in range(len(cache))]
     selected = torch.stack([tg.mask for tg in targets]).any(0)
     H, W = cache.height, cache.width
-    region = [(selection_coverage(cache[v].weights, selected) > 0.5).reshape(H, W) for v in range(len(cache))]
+    region = [own_pixels(cache, v, selected).reshape(H, W) for v in range(len(cache))]
     metrics = leakage(cache, before, after, selected)
-    cons_after, cons_before = _consistency(cache, cameras, after, region), _consistency(cache, cameras, before, region)
-    metrics.update({
-        "consistency_short_rmse": cons_after["short"], "consistency_long_rmse": cons_after["long"],
-        "consistency_short_rmse_unstylized": cons_before["short"],
-        "consistency_long_rmse_unstylized": cons_before["long"],
-    })
+    pixels, unmeasured = metrics["pixels"], metrics["unmeasured"]
+    for tag, renders in (("", after), ("_unstylized", before)):
+        for gap_name, (rmse, n) in _consistency(cache, cameras, renders, region).items():
+            key = f"consistency_{gap_name}_rmse{tag}"
+            metrics[key], pixels[key] = rmse, n
+            if rmse is None:
+                unmeasured[key] = ("no pixel of the selection is seen in two views "
+                                   f"{1 if gap_name == 'short' else 7} apart (with known depth)")
     per_object = _style_metrics(cache, targets, before, after, backbone, judge, cfg)
     for key in ("nnfm_before", "nnfm_after", "judge_nnfm_before", "judge_nnfm_after", "judge_gram_before",
                 "judge_gram_after"):
-        metrics[key] = sum(o[key] for o in per_object) / len(per_object)
+        vals = [o[key] for o in per_object if o[key] is not None]
+        metrics[key] = sum(vals) / len(vals) if vals else None
+        pixels[key] = sum(o["pixels"] for o in per_object)
+        if not vals:
+            unmeasured[key] = "no selected object covers 16 pixels of any view"
     return metrics, per_object, before, after
 
 
@@ -238,14 +278,19 @@ def _style_metrics(cache, targets, before, after, backbone, judge, cfg, max_view
     for tg in targets:
         covs = [selection_coverage(cache[v].weights, tg.mask).reshape(cache.height, cache.width)
                 for v in range(len(cache))]
-        views = [v for v in range(len(cache)) if (covs[v] > 0.5).sum() >= 16]
+        views = [v for v in range(len(cache)) if (covs[v] >= OWN_PIXEL).sum() >= 16]
         views = views[:: max(1, len(views) // max_views)][:max_views]
-        m = {}
+        m = {"style_views": len(views), "pixels": int(sum(int((covs[v] >= OWN_PIXEL).sum()) for v in views))}
         for tag, net in (("", backbone), ("judge_", judge)):
+            if not views:
+                m.update({f"{tag}{k}": None for k in ("nnfm_before", "nnfm_after", "gram_before", "gram_after")})
+                continue
             sf = style_features(net, tg.styles, cfg.style_long_side)
             b = style_distances(net, [before[v] for v in views], [covs[v] for v in views], sf)
             a = style_distances(net, [after[v] for v in views], [covs[v] for v in views], sf)
             m.update({f"{tag}nnfm_before": b["nnfm"], f"{tag}nnfm_after": a["nnfm"],
                       f"{tag}gram_before": b["gram"], f"{tag}gram_after": a["gram"]})
+        if not views:
+            m["unmeasured"] = "the object covers fewer than 16 pixels in every view"
         out.append(m)
     return out

@@ -29,12 +29,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stylize3d.atomic import check_parent
 from stylize3d.cameras import Cameras, unproject_depth
 from stylize3d.densify import DensifyConfig, DensifyState, densify_and_prune, reset_opacities
 from stylize3d.gaussians import BACKGROUND_LABEL, GaussianScene, num_sh_bases
 from stylize3d.labels import labels_from_masks
 from stylize3d.metrics import psnr_from_mse
 from stylize3d.nerfstudio_data import NerfstudioDataset, read_dataset
+from stylize3d.plane_sweep import neighbour_views, sweep_depth
 from stylize3d.ply import write_ply
 from stylize3d.rasterize import blend_weights, camera_center, project, rasterize_tiles, resolve_backend
 from stylize3d.sh import eval_sh, rgb_to_sh0
@@ -61,7 +63,9 @@ class ReconstructConfig:
     init_points: int = 6000
     """Initial Gaussians (from depth pixels, or random in the cameras' focus region without depth)."""
     init_views: int = 8
-    """Training views whose depth maps seed the initial points."""
+    """Training views whose depth maps (or stereo depth, without them) seed the initial points."""
+    stereo_init: bool = True
+    """Without a point cloud or depth maps, seed the points by plane-sweep stereo (else random in a ball)."""
     init_opacity: float = 0.5
     """Initial opacity (3DGS uses 0.1 for its sparse SfM points; depth points already cover the surfaces)."""
     means_lr: float = 1.6e-4
@@ -133,33 +137,68 @@ def focus_point(cameras: Cameras) -> torch.Tensor:
     return torch.linalg.solve(A, b).float()
 
 
-def _init_points(data: NerfstudioDataset, train: list[int], cfg: ReconstructConfig,
-                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(means [N, 3], rgb [N, 3]) for the initial Gaussians (see the module docstring)."""
-    cams = data.cameras
-    if data.depths is not None:
-        views = [train[round(i)] for i in np.linspace(0, len(train) - 1, min(cfg.init_views, len(train)))]
-        pts, rgb = [], []
-        for v in views:
-            valid = data.depths[v] > 0  # [H, W]
-            pts.append(unproject_depth(data.depths[v], cams.Ks[v], torch.linalg.inv(cams.viewmats[v]))[valid])
-            rgb.append(data.images[v][valid])
-        pts, rgb = torch.cat(pts), torch.cat(rgb)
-        if len(pts) >= 4:
-            pick = torch.randperm(len(pts), generator=gen)[:cfg.init_points]
-            logger.info("init: %d points from the depth maps of %d views", len(pick), len(views))
-            return pts[pick], rgb[pick]
-        logger.warning("init: the depth maps hold fewer than 4 valid pixels; using random points")
+def _focus_ball(cams: Cameras) -> tuple[torch.Tensor, float, float]:
+    """(centre, radius, median camera distance) of the region the cameras look at."""
     center = focus_point(cams)
     dist = float((cams.centers - center).norm(dim=1).median())
     half_fov = math.atan(0.5 * max(cams.width / cams.Ks[:, 0, 0].min(), cams.height / cams.Ks[:, 1, 1].min()))
-    radius = dist * math.tan(half_fov)
+    return center, dist * math.tan(half_fov), dist
+
+
+def _pixels_to_points(data: NerfstudioDataset, views: list[int], depths: list[torch.Tensor]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    pts, rgb = [], []
+    for v, depth in zip(views, depths):
+        valid = depth > 0  # [H, W]
+        pts.append(unproject_depth(depth, data.cameras.Ks[v], torch.linalg.inv(data.cameras.viewmats[v]))[valid])
+        rgb.append(data.images[v][valid])
+    return torch.cat(pts), torch.cat(rgb)
+
+
+def _remove_outliers(pts: torch.Tensor, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """open3d statistical outlier removal (stereo mismatches float in free space)."""
+    import open3d as o3d
+
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts.double().numpy()))
+    _, keep = pcd.remove_statistical_outlier(nb_neighbors=16, std_ratio=1.5)
+    keep = torch.as_tensor(np.asarray(keep, dtype=np.int64))
+    return pts[keep], rgb[keep]
+
+
+def _init_points(data: NerfstudioDataset, train: list[int], cfg: ReconstructConfig,
+                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(means [N, 3], rgb [N, 3], where they came from) for the initial Gaussians, from the best source the dataset offers: its
+    ``ply_file_path`` point cloud (COLMAP's), its depth maps, plane-sweep stereo on its images, else random."""
+    cams = data.cameras
+    views = [train[round(i)] for i in np.linspace(0, len(train) - 1, min(cfg.init_views, len(train)))]
+    found, source = None, ""
+    if data.points is not None and len(data.points[0]) >= 4:
+        found, source = data.points, "the dataset's point cloud (ply_file_path)"
+    elif data.depths is not None:
+        found, source = _pixels_to_points(data, views, [data.depths[v] for v in views]), \
+            f"the depth maps of {len(views)} views"
+        if len(found[0]) < 4:
+            logger.warning("init: the depth maps hold fewer than 4 valid pixels; trying stereo")
+            found = None
+    center, radius, dist = _focus_ball(cams)
+    if found is None and len(train) >= 2 and cfg.stereo_init:
+        bg = torch.tensor(cfg.background)
+        depths = [sweep_depth(data.images, cams, v, neighbour_views(cams, v, 4, train), near=0.3 * dist,
+                              far=dist + 2 * radius, background=bg) for v in views]
+        pts, rgb = _pixels_to_points(data, views, depths)
+        if len(pts) >= 64:
+            found, source = _remove_outliers(pts, rgb), f"plane-sweep stereo on {len(views)} views"
+    if found is not None:
+        pts, rgb = found
+        pick = torch.randperm(len(pts), generator=gen)[:cfg.init_points]
+        logger.info("init: %d points from %s", len(pick), source)
+        return pts[pick].float(), rgb[pick].float(), source
     dirs = F.normalize(torch.randn(cfg.init_points, 3, generator=gen), dim=-1)
     pts = center + dirs * radius * torch.rand(cfg.init_points, 1, generator=gen) ** (1 / 3)
     mean_rgb = torch.stack([im.reshape(-1, 3).mean(0) for im in data.images]).mean(0)
-    logger.info("init: %d random points in a ball of radius %.3g around %s", cfg.init_points, radius,
-                [round(float(c), 3) for c in center])
-    return pts, mean_rgb.expand(cfg.init_points, 3).clone()
+    logger.warning("init: no points, depth or usable stereo: %d random points in a ball of radius %.3g around %s "
+                   "(expect a slow start)", cfg.init_points, radius, [round(float(c), 3) for c in center])
+    return pts, mean_rgb.expand(cfg.init_points, 3).clone(), "random points (no point cloud, depth or stereo)"
 
 
 def _knn_log_scales(means: torch.Tensor, k: int = 3) -> torch.Tensor:
@@ -173,9 +212,10 @@ def _knn_log_scales(means: torch.Tensor, k: int = 3) -> torch.Tensor:
 
 
 def init_params(data: NerfstudioDataset, train: list[int], cfg: ReconstructConfig, gen: torch.Generator,
-                device: torch.device) -> torch.nn.ParameterDict:
-    """Initial Gaussian parameters: isotropic, identity rotation, opacity ``init_opacity``, DC colour only."""
-    means, rgb = _init_points(data, train, cfg, gen)
+                device: torch.device) -> tuple[torch.nn.ParameterDict, str]:
+    """(initial Gaussian parameters, their source): isotropic, identity rotation, opacity ``init_opacity``, DC
+    colour only."""
+    means, rgb, source = _init_points(data, train, cfg, gen)
     n = len(means)
     quats = torch.zeros(n, 4)
     quats[:, 0] = 1.0
@@ -187,7 +227,7 @@ def init_params(data: NerfstudioDataset, train: list[int], cfg: ReconstructConfi
         "sh0": rgb_to_sh0(rgb)[:, None, :],  # [N, 1, 3]
         "shN": torch.zeros(n, num_sh_bases(cfg.sh_degree) - 1, 3),  # [N, K, 3]
     }
-    return torch.nn.ParameterDict({k: torch.nn.Parameter(v.float().to(device)) for k, v in tensors.items()})
+    return torch.nn.ParameterDict({k: torch.nn.Parameter(v.float().to(device)) for k, v in tensors.items()}), source
 
 
 def make_optimizers(params: torch.nn.ParameterDict, cfg: ReconstructConfig, scale: float
@@ -289,6 +329,20 @@ def object_names_for(labels: torch.Tensor, names: dict[int, str] | None) -> dict
 
 # ----------------------------------------------------------------------------------------------- training
 
+LOW_PSNR_DB = 20.0  # below this a held-out view is visibly wrong: say so
+
+
+def low_psnr_advice(psnr: float, init_source: str, steps: int) -> str:
+    """What to tell a user whose reconstruction stayed blurry, from what it started from."""
+    tips = [f"more steps (ran {steps})"]
+    if "random" in init_source:
+        tips.insert(0, "a point cloud (run COLMAP, e.g. `ns-process-data images`, which writes ply_file_path) "
+                       "or depth maps: the images alone gave no usable stereo")
+    tips.append("more views with overlap, and a static scene with fixed exposure")
+    return (f"held-out PSNR {psnr:.1f} dB is low (< {LOW_PSNR_DB:.0f} dB): the Gaussians do not match the "
+            f"held-out views well; started from {init_source}. What would help: " + "; ".join(tips) + ".")
+
+
 
 def train(data: NerfstudioDataset, cfg: ReconstructConfig, device: torch.device | str = "cpu",
           progress: Progress | None = None, should_stop: Callable[[], bool] | None = None
@@ -306,7 +360,7 @@ def train(data: NerfstudioDataset, cfg: ReconstructConfig, device: torch.device 
 
     # 1. initial Gaussians and optimizers
     scale = scene_scale(data.cameras)
-    params = init_params(data, train_views, cfg, gen, device)
+    params, init_source = init_params(data, train_views, cfg, gen, device)
     optimizers = make_optimizers(params, cfg, scale)
     state = DensifyState.zeros(len(params["means"]), device)
     dcfg = cfg.densify
@@ -392,6 +446,10 @@ def train(data: NerfstudioDataset, cfg: ReconstructConfig, device: torch.device 
     }
     logger.info("reconstruct: held-out PSNR %.2f -> %.2f dB, %d Gaussians, %.1f s", psnr_init, psnr_final,
                 scene.num_gaussians, stats["seconds"])
+    stats["init"] = init_source
+    if stats["psnr"] is not None and stats["psnr"] < LOW_PSNR_DB:
+        stats["advice"] = low_psnr_advice(stats["psnr"], init_source, step)
+        logger.warning("%s", stats["advice"])
     return scene, stats
 
 
@@ -408,6 +466,7 @@ def reconstruct(dataset_dir: str | os.PathLike, out_ply: str | os.PathLike,
         raise ValueError(f"output {out_ply} must end in .ply")
     if out_ply.is_dir():
         raise ValueError(f"output {out_ply} is a folder")
+    check_parent(out_ply)
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device} requested but CUDA is not available")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .gaussians import BACKGROUND_LABEL, GaussianScene
+from .sh import sh0_to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ def _default_eps(pts: np.ndarray) -> float:
 
 
 def select_box(scene: GaussianScene, box: Sequence[float], clean: bool = True) -> torch.Tensor:
-    """[N] bool: Gaussians whose centre lies in the axis-aligned box (x0,y0,z0,x1,y1,z1), cleaned in 3D."""
+    """[N] bool: Gaussians whose centre lies in the axis-aligned box (x0,y0,z0,x1,y1,z1) and whose footprint
+    stays near it (``box_overreach``), cleaned in 3D."""
     lo = torch.tensor(box[:3], dtype=scene.means.dtype)
     hi = torch.tensor(box[3:], dtype=scene.means.dtype)
     mask = ((scene.means >= lo) & (scene.means <= hi)).all(dim=1)
@@ -90,9 +92,26 @@ def select_box(scene: GaussianScene, box: Sequence[float], clean: bool = True) -
         raise ValueError(f"the box {tuple(box)} contains no Gaussians (scene bounds: "
                          f"{[round(float(v), 3) for v in scene.means.min(0).values]} .. "
                          f"{[round(float(v), 3) for v in scene.means.max(0).values]})")
+    big = box_overreach(scene, box) & mask
+    if big.any():
+        mask &= ~big
+        if not mask.any():
+            raise ValueError(f"the box {tuple(box)} holds only {int(big.sum())} Gaussians that reach far outside "
+                             "it (large splats): make the box larger or select by --click")
     if clean:
         mask = clean_selection(scene.means, mask)
     return mask
+
+
+def box_overreach(scene: GaussianScene, box: Sequence[float], sigmas: float = 3.0, slack: float = 0.5
+                  ) -> torch.Tensor:
+    """[N] bool: Gaussians whose ``sigmas`` extent passes the box's faces by more than ``slack`` x its
+    diagonal: painting them would paint far outside the box (observed: patches at the image borders)."""
+    lo = torch.tensor(box[:3], dtype=scene.means.dtype)
+    hi = torch.tensor(box[3:], dtype=scene.means.dtype)
+    reach = sigmas * torch.exp(scene.scales).amax(dim=1, keepdim=True)  # [N, 1]
+    margin = slack * float((hi - lo).norm().clamp_min(1e-6))
+    return ((scene.means - reach < lo - margin) | (scene.means + reach > hi + margin)).any(dim=1)
 
 
 def gaussian_under_pixel(weights: torch.Tensor, width: int, x: int, y: int, min_weight: float = 0.05) -> int:
@@ -116,7 +135,8 @@ def select_click(scene: GaussianScene, weights: torch.Tensor, width: int, x: int
     """(mask [N] bool, object id) for a click at pixel (x, y) of a view.
 
     On a labelled scene the click picks the object of the Gaussian under the pixel. On an unlabelled one (or
-    the background) it returns the DBSCAN cluster grown from that Gaussian, with object id -1.
+    the background) the scene is cut into 3D segments (``segment_scene``) and the click picks the segment with
+    the most blend weight at that pixel (what you see there), with object id -1.
     """
     g = gaussian_under_pixel(weights, width, x, y)
     if g < 0:
@@ -124,17 +144,81 @@ def select_click(scene: GaussianScene, weights: torch.Tensor, width: int, x: int
     oid = int(scene.labels[g])
     if oid != BACKGROUND_LABEL:
         return scene.labels == oid, oid
-    return grow_from_seed(scene.means, g), -1
+    segments = segment_scene(scene.means, sh0_to_rgb(scene.sh0[:, 0]))
+    row = y * width + x
+    crow = weights.crow_indices()
+    cols, vals = weights.col_indices()[crow[row]:crow[row + 1]], weights.values()[crow[row]:crow[row + 1]]
+    seg = segments[cols]
+    ok = seg >= 0
+    if not ok.any():
+        return segments == segments[g], -1
+    votes = torch.zeros(int(segments.max()) + 1).index_add_(0, seg[ok], vals[ok].float())
+    return segments == int(votes.argmax()), -1
 
 
-def grow_from_seed(means: torch.Tensor, seed: int, eps: float | None = None, min_points: int = 8) -> torch.Tensor:
-    """[N] bool: the DBSCAN cluster of all Gaussian centres that contains ``seed``."""
+def dominant_plane(means: torch.Tensor, min_fraction: float = 0.2) -> torch.Tensor | None:
+    """[N] bool: the Gaussians on the scene's dominant plane (a floor or table, found by open3d RANSAC), or None
+    when no plane holds ``min_fraction`` of them spans half the scene, with the rest on one side. Objects resting on a floor touch it, so without removing it
+    first every object joins one DBSCAN cluster."""
+    import open3d as o3d
+
     pts = means.detach().cpu().numpy()
-    eps = eps or _default_eps(pts)
-    cluster = np.asarray(_to_o3d(pts).cluster_dbscan(eps=eps, min_points=min_points))
-    c = cluster[seed]
-    if c < 0:
-        mask = torch.zeros(len(pts), dtype=torch.bool)
+    if len(pts) < 64:
+        return None
+    spacing = _default_eps(pts) / 3.0
+    o3d.utility.random.seed(0)  # RANSAC: the same click selects the same Gaussians every time
+    plane, inliers = _to_o3d(pts).segment_plane(distance_threshold=spacing, ransac_n=3, num_iterations=500)
+    if len(inliers) < min_fraction * len(pts):
+        return None
+    side = pts @ np.asarray(plane[:3]) + plane[3]
+    off = np.abs(side) > spacing
+    if off.any() and max((side[off] > 0).mean(), (side[off] < 0).mean()) < 0.8:
+        return None  # a floor has the scene on one side; this plane cuts through it
+    on = pts[np.asarray(inliers)]
+    if np.linalg.norm(on.max(0) - on.min(0)) < 0.5 * np.linalg.norm(pts.max(0) - pts.min(0)):
+        return None  # a slab through one dense object, not a floor under the scene
+    mask = torch.zeros(len(pts), dtype=torch.bool)
+    mask[torch.as_tensor(np.asarray(inliers, dtype=np.int64))] = True
+    return mask
+
+
+def segment_scene(means: torch.Tensor, rgb: torch.Tensor, eps: float | None = None, min_points: int = 5
+                  ) -> torch.Tensor:
+    """[N] long segment ids of an unlabelled scene: 0 = its dominant plane (if any), 1.. = DBSCAN clusters of
+    the Gaussian centres off that plane, -1 = noise. Plane Gaussians next to a cluster whose colour is closer
+    to the cluster's than to the plane's join the cluster (an object's base lies within the plane's band)."""
+    from scipy.spatial import cKDTree
+
+    pts = means.detach().cpu().numpy()
+    eps = eps or 1.5 * _default_eps(pts)
+    plane = dominant_plane(means)
+    seg = np.full(len(pts), -1, dtype=np.int64)
+    rest = np.arange(len(pts)) if plane is None else np.flatnonzero(~plane.numpy())
+    if len(rest):
+        cluster = np.asarray(_to_o3d(pts[rest]).cluster_dbscan(eps=eps, min_points=min_points))
+        seg[rest] = np.where(cluster >= 0, cluster + 1, -1)
+    if plane is not None:
+        on_plane = np.flatnonzero(plane.numpy())
+        seg[on_plane] = 0
+        clustered = rest[seg[rest] > 0]
+        if len(clustered):
+            col = rgb.detach().cpu().numpy()
+            dist, nn = cKDTree(pts[clustered]).query(pts[on_plane], distance_upper_bound=eps)
+            near = np.isfinite(dist)
+            cand, target = on_plane[near], seg[clustered[nn[near]]]
+            means_by_seg = {k: col[seg == k].mean(0) for k in np.unique(target)}
+            plane_rgb = col[on_plane].mean(0)
+            to_cluster = np.array([np.linalg.norm(col[i] - means_by_seg[k]) < np.linalg.norm(col[i] - plane_rgb)
+                                   for i, k in zip(cand, target)], dtype=bool)
+            seg[cand[to_cluster]] = target[to_cluster]
+    return torch.from_numpy(seg)
+
+
+def grow_from_seed(means: torch.Tensor, seed: int, rgb: torch.Tensor | None = None) -> torch.Tensor:
+    """[N] bool: the 3D segment (``segment_scene``) that contains Gaussian ``seed``; just the seed if it is noise."""
+    seg = segment_scene(means, torch.full_like(means, 0.5) if rgb is None else rgb)
+    if seg[seed] < 0:
+        mask = torch.zeros(len(means), dtype=torch.bool)
         mask[seed] = True
         return mask
-    return torch.from_numpy(cluster == c)
+    return seg == seg[seed]

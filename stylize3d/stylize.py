@@ -8,6 +8,7 @@ Gaussians' tensors are never written to, which is what makes leakage exactly zer
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from .backbones import FeatureBackbone
 from .blend_cache import BlendCache
 from .color_transfer import fit_color_transfer
 from .gaussians import SH_C0, GaussianScene
-from .images import resize_long_side
+from .images import load_image, resize_long_side
 from .labels import selection_coverage
 from .losses import content_loss, nnfm_loss, tv_loss
 
@@ -34,6 +35,22 @@ class StyleTarget:
     mask: torch.Tensor  # [N] bool
     styles: list[torch.Tensor]  # each [H, W, 3] in [0, 1]
     style_names: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user should know about the selection
+
+
+STYLE_MAX_SIDE = 1024  # style images are shrunk to this on load; features use ``style_long_side`` (256)
+STYLE_MIN_SIDE = 16  # smaller images carry no texture for the backbone's stride-16 features
+
+
+def load_style(source) -> torch.Tensor:
+    """A style image [H, W, 3] in [0, 1], shrunk on load; errors name the file (folder, too small, corrupt)."""
+    return load_image(source, max_side=STYLE_MAX_SIDE, min_side=STYLE_MIN_SIDE)
+
+
+# (low, high) of the numeric settings: finite, and far from what overflows a float or a seed
+LIMITS = {"iters": (0, 10_000), "lr": (1e-6, 10.0), "style_weight": (0.0, 1e3), "content_weight": (0.0, 1e3),
+          "tv_weight": (0.0, 1e3), "views_per_step": (1, 64), "color_transfer_floor": (0.0, 1.0),
+          "style_long_side": (16, 2048), "seed": (0, 2**32 - 1)}
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,13 @@ class StylizeConfig:
     """Also train the higher SH bands. Off by default: a style is a diffuse appearance, and per-view colour
     lets the optimiser paint each view differently, which breaks multi-view consistency (measured: long-range
     warp RMSE ~10x the unstylized scene's with it on)."""
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not lo <= value <= hi:
+                raise ValueError(f"{name.replace('_', ' ')} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")
 
 
 @dataclass

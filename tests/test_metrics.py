@@ -12,6 +12,7 @@ def test_psnr():
     a = torch.zeros(4, 4, 3)
     assert psnr(a, a) == PSNR_CAP_DB
     assert math.isclose(psnr(a, a + 0.1), 20.0, rel_tol=1e-4)
+    assert psnr(a[:0], a[:0]) is None  # nothing measured is not "identical"
 
 
 def _renders(cache, scene):
@@ -24,15 +25,18 @@ def test_warp_error_low_for_3d_consistent_renders_high_for_per_view_noise(tiny_b
     depths = [cache[v].depth for v in range(len(cache))]
     alphas = [cache[v].alpha for v in range(len(cache))]
     renders = _renders(cache, scene)
-    consistent = warp_error(renders, depths, alphas, cams, gap=1)
+    consistent, n = warp_error(renders, depths, alphas, cams, gap=1)
     g = torch.Generator().manual_seed(0)
     noisy = [(r + 0.2 * torch.randn(r.shape, generator=g)).clamp(0, 1) for r in renders]
-    inconsistent = warp_error(noisy, depths, alphas, cams, gap=1)
-    assert consistent < 0.08
+    inconsistent, n_noisy = warp_error(noisy, depths, alphas, cams, gap=1)
+    assert consistent < 0.08 and n > 100 and n_noisy == n
     assert inconsistent > 2 * consistent
     # a view warped onto itself is exact
     assert warp_error([renders[0], renders[0]], depths[:1] * 2, alphas[:1] * 2,
-                      _same_view_twice(cams), gap=1) < 1e-5
+                      _same_view_twice(cams), gap=1)[0] < 1e-5
+    # no valid pixel: None, not NaN, and a count of 0
+    empty = [torch.zeros(cams.height, cams.width, dtype=torch.bool)] * len(renders)
+    assert warp_error(renders, depths, alphas, cams, gap=1, region=empty) == (None, 0)
 
 
 def _same_view_twice(cams):
@@ -48,10 +52,16 @@ def test_leakage_sees_changes_outside_the_selection(tiny_builtin):
     before = _renders(cache, scene)
     changed = scene.clone()
     changed.sh0[cube] += 1.0
-    assert leakage(cache, before, _renders(cache, changed), cube)["leakage_psnr_db"] == PSNR_CAP_DB
-    changed.sh0[~cube] += 0.05  # leak into everything else
+    m = leakage(cache, before, _renders(cache, changed), cube)
+    # pixels the cube does not reach are bitwise unchanged; its halo over the floor is counted as leakage
+    assert m["untouched_psnr_db"] == PSNR_CAP_DB and m["untouched_max_abs_diff"] == 0.0
+    assert m["pixels"]["untouched"] > 0.5 * len(cache) * cams.width * cams.height
+    assert m["leakage_max_abs_diff"] > 0 and m["pixels"]["leakage"] > m["pixels"]["untouched"]
+    # one neighbouring object leaking a little must show
+    sphere = select_object(scene, "sphere")
+    changed.sh0[sphere] += 0.05
     leak = leakage(cache, before, _renders(cache, changed), cube)
-    assert leak["leakage_psnr_db"] < 40 and leak["leakage_max_abs_diff"] > 0.005
+    assert leak["untouched_psnr_db"] < PSNR_CAP_DB and leak["untouched_max_abs_diff"] > 0.005
 
 
 def test_style_distances_prefer_the_style_itself(tiny_builtin):

@@ -77,8 +77,10 @@ def test_focus_point_of_an_orbit_is_its_centre():
 def test_random_init_without_depth_lies_where_the_cameras_look(tiny_dir):
     data = read_dataset(tiny_dir, downscale_to=32)
     data.depths = None
-    cfg = ReconstructConfig(init_points=500)
-    params = init_params(data, list(range(len(data))), cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
+    cfg = ReconstructConfig(init_points=500, stereo_init=False)
+    params, source = init_params(data, list(range(len(data))), cfg, torch.Generator().manual_seed(0),
+                                 torch.device("cpu"))
+    assert source.startswith("random")
     centre = focus_point(data.cameras)
     dist = (params["means"].detach() - centre).norm(dim=1)
     assert params["means"].shape == (500, 3) and float(dist.max()) < 2.0 and float(dist.mean()) > 0.5
