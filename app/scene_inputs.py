@@ -29,8 +29,11 @@ def _digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def resolve_scene(session: Session, source: str, upload: str | None) -> tuple[str, str]:
-    """(spec for ``stylize3d.scenes.load_scene``, a label for people). Raises ValueError for bad uploads."""
+def resolve_scene(session: Session, source: str, upload: str | None, max_unpacked_bytes: int = 1 << 30,
+                  max_session_bytes: int = 2 << 30) -> tuple[str, str]:
+    """(spec for ``stylize3d.scenes.load_scene``, a label for people). Raises ValueError for bad uploads, for a
+    zip that unpacks to more than ``max_unpacked_bytes`` and when the session's folder would pass
+    ``max_session_bytes``."""
     if source == BUILTIN or (source not in (UPLOAD, RECONSTRUCT) and not upload):
         return "builtin", "built-in scene"
     if not upload:
@@ -46,6 +49,10 @@ def resolve_scene(session: Session, source: str, upload: str | None) -> tuple[st
     cached = session.data.setdefault("uploads", {})
     if key in cached and Path(cached[key]).exists():
         return cached[key], name
+    used = session.disk_bytes()
+    if used + path.stat().st_size > max_session_bytes:
+        raise ValueError(f"{name}: this session already holds {used / 2**20:.0f} MB of uploads and results (limit "
+                         f"{max_session_bytes / 2**20:.0f} MB); close the tab or wait for old results to expire")
     dest = session.folder / "uploads" / key
     if dest.exists():
         shutil.rmtree(dest)
@@ -55,7 +62,7 @@ def resolve_scene(session: Session, source: str, upload: str | None) -> tuple[st
         shutil.copyfile(path, spec)
     else:
         try:
-            spec = safe_extract_zip(path, dest)
+            spec = safe_extract_zip(path, dest, max_bytes=min(max_unpacked_bytes, max_session_bytes - used))
         except ValueError:
             shutil.rmtree(dest, ignore_errors=True)
             raise

@@ -28,12 +28,23 @@ class StudioConfig:
     """Session outputs older than this many minutes are removed."""
     max_upload_mb: int = 200
     """Largest accepted upload."""
+    max_session_mb: int = 2048
+    """Disk a session may fill (uploads, unpacked datasets, runs); past it new uploads and runs are refused."""
     concurrency: int = 2
     """Heavy jobs (stylization) running at once; further visitors queue."""
     queue_size: int = 64
     """Most jobs waiting in the queue; beyond it visitors are told to retry."""
     preview_every: int = 10
     """Live preview refresh, in optimisation steps."""
+
+    @property
+    def max_unpacked_bytes(self) -> int:
+        """A dataset zip may unpack to 4x the upload limit (images compress little; a bomb is refused early)."""
+        return 4 * self.max_upload_mb << 20
+
+    @property
+    def max_session_bytes(self) -> int:
+        return self.max_session_mb << 20
 
 
 @dataclass

@@ -7,6 +7,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ class Session:
     busy: threading.Lock = field(default_factory=threading.Lock)
     data: dict[str, Any] = field(default_factory=dict)  # scene, view, history, ... (owned by the tabs)
 
+    def disk_bytes(self) -> int:
+        """Bytes this session's folder holds (uploads, unpacked datasets, runs, zips)."""
+        return sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file() and not f.is_symlink())
+
     def new_dir(self, prefix: str) -> Path:
         """A fresh sub-folder for one job, named so jobs never collide."""
         path = self.folder / f"{prefix}-{time.strftime('%H%M%S')}-{time.perf_counter_ns() % 10**6:06d}"
@@ -37,11 +42,13 @@ class Session:
 class SessionStore:
     """Sessions by id, each with its own folder under ``root``; idle ones are dropped after ``ttl_s``."""
 
-    def __init__(self, root: Path, ttl_s: float = 3600.0, max_sessions: int = 256) -> None:
+    def __init__(self, root: Path, ttl_s: float = 3600.0, max_sessions: int = 256,
+                 on_drop: Callable[[Path], None] | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.ttl_s = ttl_s
         self.max_sessions = max_sessions
+        self.on_drop = on_drop  # e.g. forget the web server's cached copies of the folder's files
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._sweeper: threading.Thread | None = None
@@ -65,35 +72,50 @@ class SessionStore:
             session = self._sessions.pop(sid, None)
         if session is not None:
             session.stop.set()
-            shutil.rmtree(session.folder, ignore_errors=True)
+            self._remove(session.folder)
             logger.info("session %s closed; removed %s", sid, session.folder)
+
+    def _remove(self, folder: Path) -> None:
+        if self.on_drop is not None:
+            try:
+                self.on_drop(folder)
+            except OSError as err:
+                logger.warning("could not forget the cached copies of %s: %s", folder, err)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def _drop_oldest_locked(self) -> None:
         oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
         self._sessions.pop(oldest.id)
         oldest.stop.set()
-        shutil.rmtree(oldest.folder, ignore_errors=True)
+        self._remove(oldest.folder)
 
     def sweep(self, now: float | None = None) -> int:
-        """Drop sessions idle for longer than the TTL and any orphan folders that old; returns folders removed."""
+        """Drop sessions idle for longer than the TTL (browser or API-only alike: both refresh ``last_seen`` only
+        when they call), with their folders and cached copies, and orphan folders that old; returns folders
+        removed."""
         now = time.time() if now is None else now
         removed = 0
         with self._lock:
-            for sid in [s.id for s in self._sessions.values()
-                        if now - s.last_seen > self.ttl_s and not s.busy.locked()]:
-                self._sessions.pop(sid).stop.set()
+            expired = [s for s in self._sessions.values() if now - s.last_seen > self.ttl_s and not s.busy.locked()]
+            for session in expired:
+                self._sessions.pop(session.id).stop.set()
             live = {s.folder for s in self._sessions.values()}
+        for session in expired:
+            self._remove(session.folder)
+            removed += 1
         for folder in self.root.iterdir():
-            if folder in live or not folder.is_dir():
+            if folder in live or not folder.is_dir() or folder in {s.folder for s in expired}:
                 continue
             if now - folder.stat().st_mtime > self.ttl_s:
-                shutil.rmtree(folder, ignore_errors=True)
+                self._remove(folder)
                 removed += 1
         return removed
 
-    def start_sweeper(self, every_s: float = 60.0) -> None:
+    def start_sweeper(self, every_s: float | None = None) -> None:
+        """Sweep in a daemon thread every ``every_s`` (default: a quarter of the TTL, at most a minute)."""
         if self._sweeper is not None:
             return
+        every_s = every_s or max(1.0, min(60.0, self.ttl_s / 4))
 
         def loop() -> None:
             while True:

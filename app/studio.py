@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from . import stylize_tab
+from .gradio_cache import forget_cached_copies
 from .services import ASSETS, Services, StudioConfig
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def build_demo(services: Services) -> gr.Blocks:
 
         demo.load(start_session, None, None, api_visibility="private")
         demo.unload(end_session)
+    services.sessions.on_drop = lambda folder: forget_cached_copies(folder, demo.GRADIO_CACHE)
     return demo
 
 
@@ -56,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output-ttl-min", type=float, default=d.output_ttl_min,
                    help=f"remove session outputs after this many minutes (default {d.output_ttl_min:g})")
     p.add_argument("--max-upload-mb", type=int, default=d.max_upload_mb, help="largest accepted upload")
+    p.add_argument("--max-session-mb", type=int, default=d.max_session_mb,
+                   help=f"disk one session may fill (default {d.max_session_mb})")
     p.add_argument("--concurrency", type=int, default=d.concurrency, help="stylizations running at once")
     p.add_argument("--queue-size", type=int, default=d.queue_size, help="most jobs waiting in the queue")
     return p

@@ -16,14 +16,16 @@ import gradio as gr
 import numpy as np
 
 from stylize3d.archive import zip_dir
+from stylize3d.export import write_viewer_ply
 from stylize3d.gaussians import BACKGROUND_LABEL
-from stylize3d.images import load_array, load_image, to_uint8
-from stylize3d.pipeline import RunOptions, TargetSpec, run
-from stylize3d.preview import object_colors, overlay, preview_view
+from stylize3d.images import load_array, to_uint8
+from stylize3d.labels import selection_coverage
+from stylize3d.pipeline import RunOptions, TargetSpec, check_targets, run
+from stylize3d.preview import legend_colors, overlay, preview_view
 from stylize3d.reconstruct import ReconstructConfig, reconstruct
 from stylize3d.scenes import load_scene
-from stylize3d.selection import gaussian_under_pixel, parse_box
-from stylize3d.stylize import StylizeConfig
+from stylize3d.selection import parse_box, select_click
+from stylize3d.stylize import StylizeConfig, load_style
 
 from .scene_inputs import RECONSTRUCT, resolve_scene
 from .services import Services
@@ -47,9 +49,13 @@ def _object_choices(scene) -> list[str]:
             if oid != BACKGROUND_LABEL and (scene.labels == oid).any()]
 
 
-def _public(err: Exception, session: Session) -> str:
-    """The error's message without server paths: files in the session folder are named by their base name."""
-    return re.sub(re.escape(str(session.folder)) + r"[^\s'\"]*/([^/\s'\"]+)", r"\1", str(err))
+_ABS_PATH = re.compile(r"(?<![\w.])/(?:[^/\s'\"():,]+/)+([^/\s'\"():,]+)")
+
+
+def _public(err: Exception | str, session: Session | None = None) -> str:
+    """The error's message without server paths: every absolute path (the session folder, Gradio's upload cache
+    with its hash folders) is named by its base name, the name of the visitor's file."""
+    return _ABS_PATH.sub(r"\1", str(err))
 
 
 def _render(session: Session, index: int, objects: list[str], show_all: bool) -> np.ndarray:
@@ -58,19 +64,26 @@ def _render(session: Session, index: int, objects: list[str], show_all: bool) ->
     if view is None or session.data.get("view_index") != index:
         view = preview_view(loaded.scene, loaded.cameras, index, loaded.background)
         session.data["view"], session.data["view_index"] = view, index
-    selected = {loaded.scene.object_id(o) for o in objects or [] if not o.startswith("click:")}
-    return _upscale(overlay(view.rgb, view.labels, selected, show_all=show_all))
+    names = {n.lower() for n in loaded.scene.object_names.values()}
+    selected = {loaded.scene.object_id(o) for o in objects or [] if o.lower() in names}
+    highlight = None
+    segments = session.data.get("segments", {})
+    for token in objects or []:
+        if token in segments:  # a segment clicked on an unlabelled scene
+            cov = selection_coverage(view.weights, segments[token]).reshape(view.labels.shape)
+            highlight = (cov >= 0.5).numpy() | (highlight if highlight is not None else False)
+    return _upscale(overlay(view.rgb, view.labels, selected, show_all=show_all, highlight=highlight))
 
 
 def _legend(scene) -> str:
-    """Object names in their overlay colours (HTML), so clicks and the list read the same."""
-    colors = object_colors(int(scene.labels.max()) + 1)
+    """Object names with the colour each shows in the view (HTML), so clicks and the list read the same."""
+    colors = legend_colors(scene)
     items = [
         f'<span style="display:inline-block;margin:2px 10px 2px 0"><span style="display:inline-block;width:12px;'
-        f'height:12px;border-radius:3px;background:rgb{tuple(int(v) for v in colors[oid])};margin-right:4px">'
+        f'height:12px;border-radius:3px;background:rgb{colors[oid]};margin-right:4px;border:1px solid #888">'
         f"</span>{html.escape(name)}</span>"
         for oid, name in sorted(scene.object_names.items())
-        if oid > 0 and (scene.labels == oid).any()
+        if oid in colors
     ]
     return "<div>" + "".join(items) + "</div>" if items else ""
 
@@ -94,21 +107,30 @@ class StylizeHandlers:
     def __init__(self, services: Services) -> None:
         self.services = services
 
+    # -------------------------------------------------------------------------------------------- scenes
+
+    def _resolve(self, session: Session, source: str, upload: str | None) -> tuple[str, str]:
+        limits = self.services.config
+        return resolve_scene(session, source, upload, max_unpacked_bytes=limits.max_unpacked_bytes,
+                             max_session_bytes=limits.max_session_bytes)
+
     def load_scene_handler(self, source: str, upload: str | None, size: int, request: gr.Request):
         """Show a scene: the built-in one, or an uploaded .ply / dataset (reconstruction has its own event)."""
         if source == RECONSTRUCT:
             return (gr.skip(),) * 5 + ("Reconstructing: this takes a few minutes (see the progress bar).", gr.skip())
         session = _session(self.services, request)
         try:
-            spec, label = resolve_scene(session, source, upload)
+            spec, label = self._resolve(session, source, upload)
             loaded = load_scene(spec, int(size))
         except ValueError as err:
-            raise gr.Error(_public(err, session)) from err
+            raise gr.Error(_public(err)) from err
         return self._show_scene(session, spec, label, loaded, int(size))
 
     def reconstruct_handler(self, source: str, upload: str | None, size: int, steps: int, request: gr.Request,
                             progress):
-        """Train Gaussians on an uploaded nerfstudio dataset (labelled from its masks), then show them."""
+        """Train Gaussians on an uploaded nerfstudio dataset (labelled from its masks), then show them.
+
+        On failure the scene on screen stays as it was and the status says what failed."""
         if source != RECONSTRUCT:
             return (gr.skip(),) * 7
         session = _session(self.services, request)
@@ -116,24 +138,34 @@ class StylizeHandlers:
             raise gr.Error("a job is already running in this session")
         try:
             session.stop.clear()
-            spec, label = resolve_scene(session, source, upload)
+            spec, label = self._resolve(session, source, upload)
             stats = reconstruct(spec, Path(spec) / "scene.ply", ReconstructConfig(iters=int(steps), size=int(size)),
                                 progress=lambda step, total, msg: progress(step / total, desc=msg),
                                 should_stop=session.stop.is_set)
             loaded = load_scene(spec, int(size))
-        except ValueError as err:
-            raise gr.Error(_public(err, session)) from err
+        except Exception as err:  # noqa: BLE001 - reported in the page; the previous scene stays
+            if not isinstance(err, ValueError):
+                logger.exception("reconstruction failed")
+            shown = session.data.get("label", "no scene")
+            message = f"Reconstruction failed: {_public(err)}. Still showing **{shown}**."
+            gr.Warning(_public(err))
+            return (gr.skip(),) * 5 + (message, gr.skip())
         finally:
             session.busy.release()
         out = list(self._show_scene(session, spec, label, loaded, int(size)))
+        psnr = "n/a" if stats["psnr"] is None else f"{stats['psnr']:.1f} dB"
         out[5] = (f"Reconstructed **{label}** in {stats['seconds']:.0f} s: {stats['num_gaussians']:,} Gaussians, "
-                  f"held-out PSNR {stats['psnr']:.1f} dB. " + out[5])
+                  f"held-out PSNR {psnr}. " + out[5])
+        if stats.get("advice"):
+            out[5] += f"\n\n**Warning:** {stats['advice']}"
         return tuple(out)
 
     def _show_scene(self, session: Session, spec: str, label: str, loaded, size: int):
-        session.data.update(scene=loaded, spec=spec, view=None, view_index=None, size=size)
+        session.data.update(scene=loaded, spec=spec, label=label, view=None, view_index=None, size=size,
+                            segments={})
         choices = _object_choices(loaded.scene)
-        note = "" if choices else " It has no object labels: click it to grow a selection, or use a 3D box."
+        note = "" if choices else (" It has no object labels (no instance masks): click an object in the view to "
+                                   "select it, or give a 3D box.")
         status = f"Loaded **{label}**: {loaded.scene.num_gaussians:,} Gaussians, {len(loaded.cameras)} views.{note}"
         return (
             _render(session, 0, [], True),
@@ -151,10 +183,12 @@ class StylizeHandlers:
             raise gr.Error("load a scene first")
         return _render(session, int(index), objects, show_all)
 
-    def click_handler(
-        self, objects: list[str], index: int, show_all: bool, evt: gr.SelectData, request: gr.Request
-    ):
-        """A click on the view toggles the object under the pointer (or grows a region on unlabelled scenes)."""
+    # ------------------------------------------------------------------------------------ selection, plan
+
+    def click_handler(self, objects: list[str], plan_text: str, active: str | None, box: str, index: int,
+                      show_all: bool, evt: gr.SelectData, request: gr.Request):
+        """A click on the view toggles the object under the pointer (on an unlabelled scene: the 3D segment under
+        it); the object just selected becomes the one the next style click goes to."""
         session = _session(self.services, request)
         if "scene" not in session.data or session.data.get("view") is None:
             raise gr.Error("load a scene first")
@@ -166,51 +200,75 @@ class StylizeHandlers:
             raise gr.Error(f"click at ({x}, {y}) is outside the {w}x{h} view")
         objects = list(objects or [])
         choices = _object_choices(loaded.scene)
-        oid = int(view.labels[y, x])
+        unchanged = (gr.update(), gr.update(), gr.update(), gr.update())
         if choices:
-            if oid == 0:
+            oid = int(view.labels[y, x])
+            if oid == BACKGROUND_LABEL:
                 gr.Info("Nothing selectable there: click on an object.")
-                return gr.update(), _render(session, int(index), objects, show_all)
-            name = loaded.scene.object_names[oid]
-            objects.remove(name) if name in objects else objects.append(name)
+                return unchanged
+            token = loaded.scene.object_names[oid]
         else:
-            if gaussian_under_pixel(view.weights, view.width, x, y) < 0:
+            try:
+                mask, _ = select_click(loaded.scene, view.weights, view.width, x, y)
+            except ValueError:
                 gr.Info("Nothing there: click on the scene.")
-                return gr.update(), _render(session, int(index), objects, show_all)
+                return unchanged
             token = f"click:{int(index)},{x},{y}"
-            objects.append(token)
-            choices = sorted(set(choices) | {o for o in objects if o.startswith("click:")})
-            return gr.update(choices=choices, value=objects), _render(session, int(index), objects, show_all)
-        return gr.update(value=objects), _render(session, int(index), objects, show_all)
+            session.data.setdefault("segments", {})[token] = mask
+            share = float(mask.float().mean())
+            if share > 0.5:
+                gr.Warning(f"This click selects {share:.0%} of the scene: try a 3D box for a finer selection.")
+        added = token not in objects
+        objects = objects + [token] if added else [o for o in objects if o != token]
+        plan, active_update = self._sync_plan(objects, plan_text, active, box, newest=token if added else None)
+        choices = sorted(set(choices) | {o for o in objects if o.startswith("click:")}) if not choices else choices
+        return (gr.update(choices=choices, value=objects), _render(session, int(index), objects, show_all),
+                plan, active_update)
 
-    def objects_handler(
-        self,
-        objects: list[str],
-        plan_text: str,
-        active: str | None,
-        index: int,
-        show_all: bool,
-        box: str,
-        request: gr.Request,
-    ):
-        """Keep the plan in step with the selection: new objects get the first built-in style."""
-        session = _session(self.services, request)
+    def _sync_plan(self, objects: list[str], plan_text: str, active: str | None, box: str,
+                   newest: str | None = None):
+        """(plan text, active-object update): one plan line per target, new targets get the first built-in style,
+        and the target just added becomes active. A plan that does not parse is kept and reported."""
         try:
             plan = parse_plan(plan_text)
-        except ValueError:
-            plan = {}
+        except ValueError as err:
+            gr.Warning(f"The style plan was not changed: {err}")
+            return gr.update(), gr.update()
         targets = list(objects or []) + (["box"] if (box or "").strip() else [])
         default = next(iter(self.services.builtin_styles()))
+        new = [t for t in targets if t not in plan]
         plan = {t: plan.get(t, [default]) for t in targets}
-        active = active if active in targets else (targets[-1] if targets else None)
+        if newest in targets:
+            active = newest
+        elif new:
+            active = new[-1]
+        elif active not in targets:
+            active = targets[-1] if targets else None
+        return format_plan(plan), gr.update(choices=targets, value=active)
+
+    def objects_handler(self, objects: list[str], plan_text: str, active: str | None, index: int, show_all: bool,
+                        box: str, request: gr.Request):
+        """Ticks in the list (or a new box): keep the plan in step; the object just ticked becomes active."""
+        session = _session(self.services, request)
+        plan, active_update = self._sync_plan(objects, plan_text, active, box)
         image = _render(session, int(index), objects, show_all) if "scene" in session.data else gr.update()
-        return format_plan(plan), gr.update(choices=targets, value=active), image
+        return plan, active_update, image
+
+    def example_handler(self, objects: list[str], plan_text: str, index: int, show_all: bool, request: gr.Request):
+        """A "Try one" row: its objects and its own styles, the last object active."""
+        session = _session(self.services, request)
+        plan = parse_plan(plan_text)
+        image = _render(session, int(index), objects, show_all) if "scene" in session.data else gr.update()
+        return objects, format_plan(plan), gr.update(choices=list(plan), value=list(plan)[-1]), image
 
     @staticmethod
     def _assign(plan_text: str, active: str | None, token: str, add: bool) -> str:
         if not active:
             raise gr.Error("select an object first (click it in the view or tick it in the list)")
-        plan = parse_plan(plan_text)
+        try:
+            plan = parse_plan(plan_text)
+        except ValueError as err:
+            raise gr.Error(f"fix the style plan first: {err}") from err
         plan[active] = (plan.get(active, []) + [token]) if add else [token]
         return format_plan(plan)
 
@@ -219,20 +277,27 @@ class StylizeHandlers:
         return self._assign(plan_text, active, name, add)
 
     def upload_style_handler(self, plan_text: str, active: str | None, add: bool, upload: str | None):
+        """An uploaded style is checked at once; a bad one is named, removed from the box, and forgotten."""
         if not upload:
-            return plan_text
+            return plan_text, gr.update()
         try:
-            load_image(upload)
+            load_style(upload)
         except ValueError as err:
-            raise gr.Error(str(err)) from err
-        return self._assign(plan_text, active, "upload", add) if active else plan_text
+            gr.Warning(f"Style image not used: {_public(err)}")
+            return plan_text, None
+        return (self._assign(plan_text, active, "upload", add) if active else plan_text), gr.update()
 
     def history_handler(self, plan_text: str, active: str | None, add: bool, evt: gr.SelectData):
         return self._assign(plan_text, active, f"history:{evt.index}", add)
 
     def cancel_handler(self, request: gr.Request):
-        _session(self.services, request).stop.set()
+        session = _session(self.services, request)
+        if not session.busy.locked():
+            return "Nothing is running: there is nothing to stop."
+        session.stop.set()
         return "Stopping after the current step; the results so far will be exported."
+
+    # -------------------------------------------------------------------------------------------- the run
 
     def _targets(
         self, session: Session, objects: list[str], box: str, plan_text: str, upload: str | None
@@ -240,8 +305,14 @@ class StylizeHandlers:
         plan = parse_plan(plan_text)
         builtin = self.services.builtin_styles()
         history = session.data.get("history", [])
+        targets = list(objects or []) + (["box"] if (box or "").strip() else [])
+        unknown = [k for k in plan if k not in targets]
+        if unknown:
+            raise ValueError(f"the style plan names {', '.join(map(repr, unknown))}, which "
+                             f"{'is' if len(unknown) == 1 else 'are'} not selected; selected: "
+                             f"{', '.join(targets) or 'nothing'}")
         specs = []
-        for obj in list(objects or []) + (["box"] if (box or "").strip() else []):
+        for obj in targets:
             tokens = plan.get(obj)
             if not tokens:
                 raise ValueError(f"choose a style for {obj!r} (click a style in the gallery)")
@@ -249,7 +320,10 @@ class StylizeHandlers:
             if obj == "box":
                 specs.append(TargetSpec(styles=styles, box=parse_box(box)))
             elif obj.startswith("click:"):
-                v, x, y = (int(p) for p in obj.split(":", 1)[1].split(","))
+                try:
+                    v, x, y = (int(p) for p in obj.split(":", 1)[1].split(","))
+                except ValueError as err:
+                    raise ValueError(f"{obj!r}: a click is written click:VIEW,X,Y") from err
                 specs.append(TargetSpec(styles=styles, click=(v, x, y)))
             else:
                 specs.append(TargetSpec(styles=styles, object=obj))
@@ -257,18 +331,47 @@ class StylizeHandlers:
             raise ValueError(
                 "select at least one object: click it in the view, tick it in the list, or give a 3D box"
             )
+        check_targets(specs)
         return specs
 
-    def validate_handler(self, source, upload, objects, box, plan_text, style_upload, request: gr.Request):
-        """Cheap checks before the heavy job is queued (gr.Error shows in the page)."""
+    @staticmethod
+    def _config(iters, style_weight, content_weight, seed) -> StylizeConfig:
+        try:
+            return replace(DEFAULTS, iters=int(iters), style_weight=float(style_weight),
+                           content_weight=float(content_weight), seed=int(seed))
+        except (TypeError, OverflowError) as err:
+            raise ValueError(f"settings: {err}") from err
+
+    def _scene_for_run(self, session: Session, source: str, upload: str | None) -> tuple[str, str | None]:
+        """(spec, note): what is on screen is what is stylized. A scene chosen but not loaded is not used
+        silently: the note says so. Without a scene on screen (API callers), the one named is used."""
+        chosen, label = self._resolve(session, source, upload)
+        shown = session.data.get("spec")
+        if shown is None or shown == chosen:
+            return chosen, None
+        return shown, (f"Stylized the scene on screen (**{session.data.get('label')}**): press **Load scene** to "
+                       f"switch to {label}.")
+
+    def validate_handler(self, source, upload, objects, box, plan_text, style_upload, iters, style_weight,
+                         content_weight, seed, request: gr.Request):
+        """Cheap checks before the heavy job is queued (gr.Error shows in the page); disables Stylize."""
         session = _session(self.services, request)
         try:
-            resolve_scene(session, source, upload)
-            for spec in self._targets(session, objects, box, plan_text, style_upload):
-                for s in spec.styles:
-                    load_image(s)
+            self._scene_for_run(session, source, upload)
+            self._targets(session, objects, box, plan_text, style_upload)
+            self._config(iters, style_weight, content_weight, seed)
         except ValueError as err:
-            raise gr.Error(_public(err, session)) from err
+            raise gr.Error(_public(err)) from err
+        if session.busy.locked():
+            raise gr.Error("a job is already running in this session")
+        self._check_disk(session)
+        return gr.update(interactive=False, value="Stylizing...")
+
+    def _check_disk(self, session: Session) -> None:
+        used, cap = session.disk_bytes(), self.services.config.max_session_bytes
+        if used > cap:
+            raise gr.Error(f"this session holds {used / 2**20:.0f} MB of results (limit {cap / 2**20:.0f} MB): "
+                           "download what you need and reload the page to start afresh")
 
     def run_handler(
         self,
@@ -290,31 +393,22 @@ class StylizeHandlers:
         """Stylize; yields live previews of the current view, then the results."""
         session = _session(self.services, request)
         try:
-            spec, _ = resolve_scene(session, source, upload)
+            spec, note = self._scene_for_run(session, source, upload)
             targets = self._targets(session, objects, box, plan_text, style_upload)
+            cfg = self._config(iters, style_weight, content_weight, seed)
         except ValueError as err:
-            raise gr.Error(_public(err, session)) from err
+            raise gr.Error(_public(err)) from err
+        self._check_disk(session)
         if not session.busy.acquire(blocking=False):
             raise gr.Error("a stylization is already running in this session")
         try:
-            yield from self._run_job(
-                session, spec, targets, iters, style_weight, content_weight, size, seed, view_index, progress
-            )
+            yield from self._run_job(session, spec, targets, cfg, size, view_index, progress, note)
         finally:
             session.busy.release()
 
-    def _run_job(
-        self, session, spec, targets, iters, style_weight, content_weight, size, seed, view_index, progress
-    ):
+    def _run_job(self, session, spec, targets, cfg, size, view_index, progress, note):
         session.stop.clear()
         out_dir = session.new_dir("run")
-        cfg = replace(
-            DEFAULTS,
-            iters=int(iters),
-            style_weight=float(style_weight),
-            content_weight=float(content_weight),
-            seed=int(seed),
-        )
         options = RunOptions(scene=spec, size=int(size), stylize=cfg)
         events: queue.Queue = queue.Queue()
         outcome: dict = {}
@@ -332,23 +426,29 @@ class StylizeHandlers:
                     preview_view=int(view_index),
                 )
             except ValueError as err:
-                outcome["error"] = _public(err, session)
+                outcome["error"] = _public(err)
             except Exception as err:  # noqa: BLE001 - reported to the page, the server keeps serving
                 logger.exception("stylization failed")
-                outcome["error"] = f"stylization failed: {type(err).__name__}: {err}"
+                outcome["error"] = f"stylization failed: {type(err).__name__}: {_public(err)}"
             finally:
                 events.put(None)
 
         threading.Thread(target=work, name=f"stylize-{session.id}", daemon=True).start()
+        last = "starting"
         while (event := events.get()) is not None:
             kind, a, b, msg = event
             if kind == "progress":
-                progress(b, desc=f"{a}: {msg}")
+                last = f"{a}: {msg}"
+                progress(b, desc=last)
             else:
-                yield {"view": _upscale(b), "status": f"Step {a}/{int(iters)}: live preview of view {int(view_index)}"}
+                yield {"view": _upscale(b), "status": f"Step {a}/{cfg.iters} ({last}): live preview of view "
+                                                      f"{int(view_index)}. **Stop early** keeps what is there."}
         if "error" in outcome:
             raise gr.Error(outcome["error"])
-        yield self._results(session, spec, int(size), out_dir, outcome["manifest"], int(view_index))
+        results = self._results(session, spec, int(size), out_dir, outcome["manifest"], int(view_index))
+        if note:
+            results["status"] = note + " " + results["status"]
+        yield results
 
     @staticmethod
     def _results(session: Session, spec: str, size: int, out_dir: Path, manifest: dict, view_index: int) -> dict:
@@ -362,12 +462,17 @@ class StylizeHandlers:
         history = session.data.setdefault("history", [])
         history.append(str(after))
         archive = zip_dir(out_dir, out_dir.parent / f"{out_dir.name}.zip")
+        viewer = write_viewer_ply(out_dir / "stylized.ply", out_dir.parent / f"{out_dir.name}-viewer.ply")
         m = manifest["metrics"]
+        leak = "n/a" if m["leakage_psnr_db"] is None else f"{m['leakage_psnr_db']:.0f} dB"
+        untouched = ("identical" if m["untouched_max_abs_diff"] == 0 else
+                     "n/a" if m["untouched_max_abs_diff"] is None else f"max change {m['untouched_max_abs_diff']:.3f}")
+        nnfm = ("n/a" if m["nnfm_before"] is None else f"{m['nnfm_before']:.3f} -> {m['nnfm_after']:.3f}")
+        notes = "".join(f"\n\n**{o['name']}**: {n}" for o in manifest["objects"] for n in o.get("notes", []))
         status = (
             f"Done in {manifest['timings']['total_s']:.1f} s with the **{manifest['backbone']}** backbone"
-            f"{' (stopped early)' if manifest['stopped_early'] else ''}. Leakage PSNR "
-            f"{m['leakage_psnr_db']:.0f} dB (100 = untouched pixels identical), NNFM "
-            f"{m['nnfm_before']:.3f} -> {m['nnfm_after']:.3f}."
+            f"{' (stopped early)' if manifest['stopped_early'] else ''}. Pixels the selection does not reach: "
+            f"{untouched}; leakage PSNR around it {leak} (100 = identical); NNFM {nnfm}.{notes}"
         )
         before_img = to_uint8(before.rgb)
         return {
@@ -376,7 +481,7 @@ class StylizeHandlers:
             "compare": (before_img, str(after)),
             "renders": [str(p) for p in renders],
             "orbit": str(out_dir / "orbit.mp4"),
-            "splats": str(out_dir / "stylized.ply"),
+            "splats": str(viewer),
             "download": str(archive),
             "manifest": manifest,
             "history": list(history),

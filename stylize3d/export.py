@@ -75,3 +75,44 @@ def _json_default(obj):
 
 def write_scene(out: Path, scene) -> None:
     write_ply(out / "stylized.ply", scene)
+
+
+# a quarter turn about +x: z-up (ours, nerfstudio's) -> y-down (OpenCV / COLMAP, what 3DGS viewers such as
+# gsplat.js expect): (x, y, z) -> (x, -z, y)
+_Z_UP_TO_Y_DOWN = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+_Z_UP_TO_Y_DOWN_QUAT = torch.tensor([math.sqrt(0.5), math.sqrt(0.5), 0.0, 0.0])  # wxyz of the same rotation
+VIEWER_RADIUS = 1.3  # gsplat.js (Gradio's Model3D) orbits the origin at distance 5 and ignores camera_position
+
+
+def _quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product of wxyz quaternions (broadcasting)."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+
+
+def viewer_scene(scene, radius: float = VIEWER_RADIUS):
+    """A copy of ``scene`` for a web viewer: turned y-down, centred on its opaque Gaussians and scaled to
+    ``radius``, so the viewer's default orbit looks at the objects from outside with the ground level. Higher SH
+    bands are dropped (a rotated scene would need them rotated too): the preview shows the view-independent
+    colour; the exported ``stylized.ply`` is untouched."""
+    out = scene.clone()
+    means = scene.means @ _Z_UP_TO_Y_DOWN.T
+    solid = torch.sigmoid(scene.opacities) > 0.5
+    core = means[solid] if int(solid.sum()) >= 16 else means
+    lo, hi = torch.quantile(core, 0.02, dim=0), torch.quantile(core, 0.98, dim=0)
+    k = radius / max(float((hi - lo).norm() / 2), 1e-6)
+    out.means = (means - (lo + hi) / 2) * k
+    out.scales = scene.scales + math.log(k)
+    out.quats = _quat_mul(_Z_UP_TO_Y_DOWN_QUAT, torch.nn.functional.normalize(scene.quats, dim=-1))
+    out.shN = torch.zeros_like(scene.shN)
+    return out
+
+
+def write_viewer_ply(src: Path, dst: Path) -> Path:
+    """``viewer_scene`` of the ``.ply`` at ``src`` written (atomically) to ``dst``."""
+    from .ply import read_ply
+
+    write_ply(dst, viewer_scene(read_ply(src)))
+    return Path(dst)

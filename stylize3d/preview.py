@@ -48,11 +48,40 @@ def object_colors(num: int) -> np.ndarray:
     return out
 
 
+TINT = 0.25  # overlay strength of an object's colour in the view
+SELECTED_TINT = 0.5
+
+
+def legend_colors(scene: GaussianScene) -> dict[int, tuple[int, int, int]]:
+    """Object id -> the colour the object shows in the overlay (its mean colour tinted as ``overlay`` tints it),
+    so a legend swatch looks like the object on screen, not like the bare tint."""
+    from .sh import sh0_to_rgb
+
+    colors = object_colors(int(scene.labels.max()) + 1).astype(np.float32) / 255
+    rgb = sh0_to_rgb(scene.sh0[:, 0]).clamp(0, 1)
+    out = {}
+    for oid in scene.object_names:
+        m = scene.labels == oid
+        if oid == BACKGROUND_LABEL or not m.any():
+            continue
+        mean = rgb[m].mean(0).numpy()
+        out[oid] = tuple(int(v * 255 + 0.5) for v in (1 - TINT) * mean + TINT * colors[oid])
+    return out
+
+
 def overlay(rgb: torch.Tensor, labels: torch.Tensor, selected: set[int] = frozenset(), show_all: bool = True,
-            tint: float = 0.25, selected_tint: float = 0.5) -> np.ndarray:
-    """[H, W, 3] uint8: objects lightly tinted in their colour, selected ones strongly, with a white outline."""
+            tint: float = TINT, selected_tint: float = SELECTED_TINT, highlight: np.ndarray | None = None
+            ) -> np.ndarray:
+    """[H, W, 3] uint8: objects lightly tinted in their colour, selected ones strongly, with a white outline.
+
+    ``highlight`` [H, W] bool marks extra selected pixels (segments clicked on an unlabelled scene)."""
     img = rgb.clamp(0, 1).numpy().astype(np.float32)
     lab = labels.numpy()
+    if highlight is not None and highlight.any():
+        lab = lab.copy()
+        extra = int(lab.max()) + 1
+        lab[highlight] = extra
+        selected = set(selected) | {extra}
     colors = object_colors(int(lab.max()) + 1).astype(np.float32) / 255
     for oid in np.unique(lab):
         if oid == BACKGROUND_LABEL:

@@ -33,7 +33,7 @@ def _random_vgg_trunk_state() -> dict[str, torch.Tensor]:
 
 
 def _photo(name: str) -> torch.Tensor:
-    data = pytest.importorskip("skimage.data")
+    import skimage.data as data
     img = torch.from_numpy(getattr(data, name)()).permute(2, 0, 1)[None].float() / 255  # [1, 3, H, W]
     return F.interpolate(img, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
 

@@ -76,7 +76,7 @@ def test_roundtrip(dataset):
 
 def test_nerfstudio_parser_reads_our_dataset(dataset):
     """The layout is what ns-train reads: same poses (OpenGL c2w), intrinsics and depth files."""
-    parser_mod = pytest.importorskip("nerfstudio.data.dataparsers.nerfstudio_dataparser")
+    import nerfstudio.data.dataparsers.nerfstudio_dataparser as parser_mod
     root, (cams, *_rest) = dataset
     cfg = parser_mod.NerfstudioDataParserConfig(data=root, orientation_method="none", center_method="none",
                                                 auto_scale_poses=False, eval_mode="all")

@@ -7,24 +7,21 @@ Scenes here are labelled blobs (no open3d), so the GPU tests also run on machine
 import copy
 import math
 
+import nerfstudio  # noqa: E402,F401 - declared dependency: a failed import fails the suite
 import pytest
 import torch
 import yaml
-
-from stylize3d.cameras import Cameras, orbit_cameras
-from stylize3d.gaussians import GaussianScene
-from stylize3d.labels import transfer_labels, vote_labels
-from stylize3d.nerfstudio_data import dataset_instance_masks
-from stylize3d.stylize import view_losses
-
-pytest.importorskip("nerfstudio")
-
 from nerfstudio.cameras.cameras import Cameras as NsCameras  # noqa: E402
 from nerfstudio.cameras.cameras import CameraType  # noqa: E402
 from nerfstudio.data.scene_box import SceneBox  # noqa: E402
 
 from stylize3d import nerfstudio_plugin as plug  # noqa: E402
+from stylize3d.cameras import Cameras, orbit_cameras
+from stylize3d.gaussians import GaussianScene
+from stylize3d.labels import transfer_labels, vote_labels
+from stylize3d.nerfstudio_data import dataset_instance_masks
 from stylize3d.nerfstudio_run import load_splatfacto_run, save_splatfacto_checkpoint  # noqa: E402
+from stylize3d.stylize import view_losses
 
 NAMES = {0: "ground", 1: "cube", 2: "sphere"}
 

@@ -110,7 +110,7 @@ def test_reads_reference_style_file_without_labels(tmp_path):
 
 
 def test_plyfile_reads_our_output(tmp_path):
-    plyfile = pytest.importorskip("plyfile")
+    import plyfile
     scene = _scene(5, 2)
     el = plyfile.PlyData.read(str(write_ply(tmp_path / "s.ply", scene)))["vertex"]
     assert np.array_equal(el["opacity"], scene.opacities.numpy())

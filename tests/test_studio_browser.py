@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from playwright import sync_api  # noqa: E402 - declared test dependency: must import
 from scipy import ndimage
 
 from .studio_server import ROOT, studio_server  # noqa: F401 - fixture
-
-sync_api = pytest.importorskip("playwright.sync_api")
 
 logger = logging.getLogger(__name__)
 
