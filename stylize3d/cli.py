@@ -77,14 +77,15 @@ def _device(text: str) -> str:
     return text
 
 
-# options whose value may start with '-' (``--box -1,-1,0,1,1,2``): argparse would take it for an option
-_SIGNED_VALUES = ("--box", "--click")
+# options whose value may start with '-' (``--box -1,-1,0,1,1,2``, ``--lr -inf``): argparse would take it for an
+# option and say "expected one argument" instead of what is wrong with the value
+_SIGNED_VALUES = ("--box", "--click", "--lr", "--style-weight", "--content-weight", "--seed", "--iters", "--size")
 
 
 def _join_signed_values(argv: list[str]) -> list[str]:
     out, i = [], 0
     while i < len(argv):
-        if argv[i] in _SIGNED_VALUES and i + 1 < len(argv) and re.match(r"-[\d.]", argv[i + 1]):
+        if argv[i] in _SIGNED_VALUES and i + 1 < len(argv) and re.match(r"-(\d|\.|inf|nan)", argv[i + 1], re.I):
             out.append(f"{argv[i]}={argv[i + 1]}")
             i += 2
         else:
@@ -219,7 +220,10 @@ def _cmd_reconstruct(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(_join_signed_values(list(sys.argv[1:] if argv is None else argv)))
+    try:
+        args = _parser().parse_args(_join_signed_values(list(sys.argv[1:] if argv is None else argv)))
+    except SystemExit as exit_:  # usage errors (already printed) and --help, as a return code
+        return int(exit_.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -3,6 +3,7 @@
 import os
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -39,7 +40,7 @@ def test_style_plan_round_trip_and_errors(tmp_path):
 
 
 def _zip(path, members):
-    with zipfile.ZipFile(path, "w") as zf:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
     return path
@@ -93,3 +94,52 @@ def test_importing_the_studio_loads_nothing_heavy(tmp_path, monkeypatch):
     monkeypatch.setattr(backbones, "load_backbone", lambda *a, **k: calls.append(a))
     demo = build_demo(Services(StudioConfig(output_root=tmp_path / "out")))
     assert demo is not None and not calls and not (tmp_path / "cache").exists()
+
+
+def test_api_only_sessions_are_swept_with_their_cached_copies(tmp_path):
+    """A session that only calls the API never closes a tab: the TTL alone must remove its folder, whatever the
+    folder's mtime says, and the web server's cached copies of its files."""
+    from gradio import processing_utils
+
+    from app.gradio_cache import forget_cached_copies
+
+    cache = tmp_path / "gradio-cache"
+    store = SessionStore(tmp_path / "sessions", ttl_s=60, on_drop=lambda f: forget_cached_copies(f, cache))
+    api = store.get("api-client")
+    run = api.new_dir("run")
+    run.mkdir()
+    (run / "view_000.png").write_bytes(b"stylized pixels")
+    copy = processing_utils.save_file_to_cache(run / "view_000.png", str(cache))  # what Gradio serves
+    assert os.path.exists(copy)
+    assert store.sweep(now=time.time() + 30) == 0 and api.folder.exists()  # still fresh
+    assert store.sweep(now=time.time() + 120) == 1  # by the TTL alone (it never closed a tab)
+    assert not api.folder.exists() and not os.path.exists(copy) and len(store) == 0
+
+
+def test_session_disk_and_unpacked_size_are_capped(tmp_path):
+    store = SessionStore(tmp_path / "sessions")
+    session = store.get("s1")
+    bomb = _zip(tmp_path / "bomb.zip", {"transforms.json": "{}", "images/a.png": b"\0" * 200_000})
+    assert bomb.stat().st_size < 5_000
+    with pytest.raises(ValueError, match="unpacks to"):
+        resolve_scene(session, UPLOAD, str(bomb), max_unpacked_bytes=100_000)
+    assert not any(session.folder.rglob("*.png"))
+    (session.folder / "old-run.bin").write_bytes(b"\0" * 50_000)
+    ply = tmp_path / "mine.ply"
+    ply.write_bytes(b"ply\n" + b"\0" * 20_000)
+    with pytest.raises(ValueError, match="already holds"):
+        resolve_scene(session, UPLOAD, str(ply), max_session_bytes=60_000)
+
+
+def test_errors_shown_to_visitors_name_their_file_not_server_folders(tmp_path):
+    import tempfile
+
+    from app.stylize_handlers import _public
+
+    session = SessionStore(tmp_path / "sessions").get("s1")
+    upload = Path(tempfile.gettempdir()) / "gradio" / "3f9a0c1d2e" / "style.png"
+    msg = f"{upload} is not a readable image; {session.folder}/uploads/9f8e/scene.ply: bad header; style '/etc/x'"
+    shown = _public(msg, session)
+    assert str(tmp_path) not in shown and "3f9a0c1d2e" not in shown and tempfile.gettempdir() not in shown
+    assert shown.startswith("style.png is not") and "scene.ply: bad header" in shown
+    assert "'/etc/x'" in shown  # what the visitor typed is quoted back as typed

@@ -74,3 +74,46 @@ def test_grow_from_seed_on_unlabelled_scene():
     b = torch.rand(200, 3, generator=g) * 0.2 + torch.tensor([3.0, 0, 0])
     grown = grow_from_seed(torch.cat([a, b]), seed=5)
     assert grown[:200].all() and not grown[200:].any()
+
+
+def test_click_without_masks_selects_the_clicked_object_not_the_scene(builtin_dir):
+    """The built-in scene with its labels withheld (an images-only capture): a click on any object selects
+    >= 90% of that object's Gaussians and <= 5% of the others; a click on the floor selects the floor."""
+    from stylize3d.scenes import load_scene
+
+    loaded = load_scene("builtin", 128)
+    scene, truth = loaded.scene, loaded.scene.labels.clone()
+    views = [0, 17, 31]
+    cache = BlendCache.build(scene, loaded.cameras[views], loaded.background)
+    scene.labels = torch.zeros_like(truth)  # no masks, no labels
+    for oid, name in scene.object_names.items():
+        clicked = False
+        for v in range(len(views)):
+            lab = pixel_labels(cache[v].weights, truth, cache.height, cache.width)
+            ys, xs = torch.nonzero(lab == oid, as_tuple=True)
+            if len(ys) < 20:
+                continue
+            i = len(ys) // 2
+            mask, got = select_click(scene, cache[v].weights, cache.width, int(xs[i]), int(ys[i]))
+            obj = truth == oid
+            assert got == -1
+            hit, extra = float((mask & obj).sum() / obj.sum()), float((mask & ~obj).sum() / (~obj).sum())
+            assert hit >= 0.9 and extra <= 0.05, f"{name} in view {views[v]}: {hit:.1%} of it, {extra:.1%} of the rest"
+            clicked = True
+        assert clicked, f"{name} is not visible in the test views"
+
+
+def test_box_leaves_out_splats_that_reach_far_outside_it(tiny_builtin):
+    from stylize3d.selection import box_overreach
+
+    _, scene, _ = tiny_builtin
+    scene = scene.clone()
+    cube = scene.labels == scene.object_id("cube")
+    lo, hi = scene.means[cube].min(0).values, scene.means[cube].max(0).values
+    box = (*(lo - 0.02).tolist(), *(hi + 0.02).tolist())
+    big = torch.nonzero(cube)[:3, 0]
+    scene.scales[big] = torch.log(torch.tensor(2.0))  # 3 sigma = 6 units: paints the whole image
+    assert box_overreach(scene, box)[big].all()
+    assert not (box_overreach(scene, box) & cube).sum() > 3
+    mask = select_box(scene, box, clean=False)
+    assert not mask[big].any() and mask[cube].sum() == cube.sum() - 3

@@ -1,8 +1,10 @@
-"""The studio in a real (headless Chromium) browser: click the cube, pick a style, stylize, check the pixels.
+"""The studio in a real (headless Chromium) browser, clicked as a first-time visitor clicks it.
 
-The engine is called in the test itself to know where the cube is and what the untouched scene looks like, so
-the assertions are about pixels: the cube changed, every pixel the cube's Gaussians do not reach is
-bit-identical. Also writes the README screenshots ``docs/studio_select.png`` and ``docs/studio_result.png``.
+The engine is called in the test itself to know where the objects are and what the untouched scene looks like,
+so the assertions are about what the page shows and what it exports: the chosen object changed, every pixel its
+Gaussians do not reach is bit-identical, the picture on the page is the exported view, style clicks land on the
+object just selected, examples keep their styles, bad files are named and forgotten. Also writes the README
+screenshots ``docs/studio_*.png``.
 """
 
 from __future__ import annotations
@@ -136,10 +138,116 @@ def _set_slider(page, elem_id: str, value: int, tries: int = 10) -> None:
     pytest.fail(f"the {elem_id} slider shows {got} after typing {value} {tries} times")
 
 
+def studio_server_builtin_ply() -> Path:
+    from stylize3d.builtin_scene import builtin_scene_dir
+
+    return builtin_scene_dir() / "scene.ply"
+
+
 def _fetch(page, url: str) -> bytes:
     resp = page.request.get(url)
     assert resp.ok, f"GET {url} -> {resp.status}"
     return resp.body()
+
+
+def _browser(pw):
+    return pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROME_ARGS)
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.wait_for_function(IMG_READY, arg="#view img", timeout=60_000)
+    _settle(page)
+    return page
+
+
+def _click_object(page, view, scene, name: str) -> None:
+    x, y = _deepest_pixel(view.labels.numpy() == scene.object_id(name))
+    scale = max(1, 512 // view.labels.shape[1])
+    _click_natural(page, "#view img", (x + 0.5) * scale, (y + 0.5) * scale)
+    _settle(page)
+
+
+def _click_style(page, name: str) -> None:
+    page.locator("#style-gallery button.thumbnail-item", has_text=name).click()
+    _settle(page)
+
+
+def _toasts(page) -> list[str]:
+    return page.locator(".toast-body").all_inner_texts()
+
+
+def test_style_clicks_go_to_the_object_just_selected_and_examples_keep_theirs(studio_server, tmp_path):  # noqa: F811
+    from app.stylize_tab import EXAMPLES
+
+    scene, view, _ = _engine_view(VIEW_SIZE)
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = _open(browser, studio_server.url)
+            # 1. cube, mosaic, sphere, waves: each style goes to the object clicked just before it
+            _click_object(page, view, scene, "cube")
+            _click_style(page, "mosaic")
+            _click_object(page, view, scene, "sphere")
+            assert page.input_value("#active-object input") == "sphere"
+            _click_style(page, "waves")
+            assert page.input_value("#plan textarea").strip() == "cube = mosaic\nsphere = waves"
+            # the plan sits right under the gallery, visible without scrolling away from it
+            gallery, plan = page.locator("#style-gallery").bounding_box(), page.locator("#plan").bounding_box()
+            assert 0 <= plan["y"] - (gallery["y"] + gallery["height"]) < 40, (gallery, plan)
+            assert plan["y"] + plan["height"] < 1000, "the plan is below the first screen"
+            page.screenshot(path=str(DOCS / "studio_plan.png"))
+
+            # 2. every "Try one" row applies its own styles
+            for objects, plan_text in EXAMPLES:
+                page.locator("#examples tr", has_text=plan_text.replace("\n", "; ")).click()
+                _settle(page)
+                assert page.input_value("#plan textarea").strip() == plan_text, objects
+                checked = page.eval_on_selector_all("#objects input:checked", "es => es.map(e => e.name)")
+                assert sorted(checked) == sorted(objects)
+
+            # 3. "Stop early" with nothing running says so
+            page.click("#cancel")
+            _wait_text(page, "#status", "nothing to stop", 20)
+
+            # 4. a text file named .png as style: named (no server path), dropped from the box
+            fake = tmp_path / "fake.png"
+            fake.write_text("this is not an image")
+            page.set_input_files("#style-upload input[type=file]", str(fake))
+            page.wait_for_function("() => [...document.querySelectorAll('.toast-body')]"
+                                   ".some(t => t.innerText.includes('fake.png'))", timeout=30_000)
+            _settle(page)
+            toast = next(t for t in _toasts(page) if "fake.png" in t)
+            assert "not a readable image" in toast and "/" not in toast.split("fake.png")[0][-40:], toast
+            assert "ComponentProcessingError" not in page.content()
+            assert page.locator("#style-upload a[href]").count() == 0, "the bad file is still in the box"
+        finally:
+            browser.close()
+
+
+def test_failed_reconstruction_keeps_the_scene_and_says_what_failed(studio_server, tmp_path):  # noqa: F811
+    broken = tmp_path / "capture.zip"
+    with zipfile.ZipFile(broken, "w") as zf:
+        zf.writestr("capture/readme.txt", "no transforms.json here")
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = _open(browser, studio_server.url)
+            src = page.get_attribute("#view img", "src")
+            page.get_by_label("Reconstruct from a dataset .zip").check()
+            page.set_input_files("#scene-upload input[type=file]", str(broken))
+            _settle(page)
+            page.click("#load-scene")
+            _wait_text(page, "#status", "Reconstruction failed", 60)
+            status = page.inner_text("#status")
+            assert "capture.zip" in status and "no transforms.json" in status and "built-in scene" in status
+            assert "Reconstructing" not in status
+            _settle(page)
+            assert page.get_attribute("#view img", "src") == src, "the view was blanked or replaced"
+            assert page.locator("#objects input[name=cube]").count() == 1
+        finally:
+            browser.close()
 
 
 def test_click_select_style_and_stylize_in_browser(studio_server, tmp_path):  # noqa: F811 - fixture
@@ -187,12 +295,23 @@ def test_click_select_style_and_stylize_in_browser(studio_server, tmp_path):  # 
             _wait_text(page, "#plan textarea", "cube = mosaic", 30)
             assert page.input_value("#plan textarea").strip() == "cube = mosaic"
 
-            # 4. small settings, then run
+            # 4. a .ply chosen but never loaded: what is stylized is what is on screen, and the page says so
+            other = tmp_path / "other.ply"
+            other.write_bytes((studio_server_builtin_ply()).read_bytes())
+            page.set_input_files("#scene-upload input[type=file]", str(other))
+            _settle(page)
+
+            # 5. small settings, then run: progress shows on the status only, the live view stays visible
             page.get_by_role("button", name="Settings").click()
             _set_slider(page, "iters", ITERS)
             _set_dropdown(page, "size", str(RUN_SIZE))
             page.click("#run")
+            page.wait_for_function("() => document.querySelector('#run').disabled", timeout=30_000)
+            covered = page.evaluate("""() => [...document.querySelectorAll('#view [data-testid="status-tracker"]')]
+                .some(t => !t.classList.contains('hide') && t.offsetHeight > 0)""")
+            assert not covered, "a progress overlay covers the live view"
             _wait_text(page, "#status", "Done", 180)
+            page.wait_for_function("() => !document.querySelector('#run').disabled", timeout=30_000)
             page.wait_for_function(IMG_READY, arg="#view img", timeout=30_000)
             page.wait_for_function(IMG_READY, arg="#compare img", timeout=30_000)
             _settle(page)
@@ -200,6 +319,9 @@ def test_click_select_style_and_stylize_in_browser(studio_server, tmp_path):  # 
 
             status = page.inner_text("#status")
             assert "stopped early" not in status
+            assert "Stylized the scene on screen" in status and "other.ply" in status, status
+            shown = np.asarray(Image.open(io.BytesIO(_fetch(page, page.get_attribute("#view img", "src"))))
+                               .convert("RGB"))
             srcs = page.eval_on_selector_all("#compare img", "es => es.map(e => e.src)")
             assert len(set(srcs)) >= 2, f"the before/after slider shows {srcs}"
             assert page.locator("#renders img").count() >= 1
@@ -221,6 +343,8 @@ def test_click_select_style_and_stylize_in_browser(studio_server, tmp_path):  # 
     scene, view, cube = _engine_view(RUN_SIZE)
     before = to_uint8(view.rgb)  # [H, W, 3] uint8, the unstylized render
     assert after.shape == before.shape, (after.shape, before.shape)
+    k = shown.shape[0] // after.shape[0]  # the page shows the view upscaled by an integer factor
+    assert k >= 1 and np.array_equal(shown[::k, ::k], after), "the page does not show the exported view"
     diff = np.abs(after.astype(np.float32) - before.astype(np.float32)).mean(-1) / 255  # [H, W]
     inside = view.labels.numpy() == cube
     outside = ~ndimage.binary_dilation(inside, iterations=3)  # skip anti-aliased edges

@@ -1,5 +1,6 @@
 """The optimisation itself, on a tiny built-in scene with the real offline backbone."""
 
+import pytest
 import torch
 
 from stylize3d.backbones import load_backbone
@@ -62,3 +63,26 @@ def test_linear_transform_sh_is_exact():
     expected = raw(sh0, shN) @ A.T + b
     assert expected.min() > 0  # eval_sh clamps at 0: keep the data where the map is linear
     assert torch.allclose(raw(n0, nN), expected, atol=1e-5)
+
+
+def test_target_spec_describe_never_raises_and_bad_specs_say_why():
+    from stylize3d.pipeline import TargetSpec, check_targets
+
+    empty = TargetSpec(styles=["assets/styles/mosaic.png"])
+    assert "no object, box or click" in empty.describe()
+    with pytest.raises(ValueError, match="exactly one of an object, a box or a click"):
+        check_targets([empty])
+    with pytest.raises(ValueError, match="at most 16"):
+        check_targets([TargetSpec(styles=["assets/styles/mosaic.png"], object="cube")] * 17)
+    with pytest.raises(ValueError, match="at most 8 per object"):
+        check_targets([TargetSpec(styles=["assets/styles/mosaic.png"] * 9, object="cube")])
+
+
+def test_stylize_config_refuses_non_finite_and_huge_values():
+    from dataclasses import replace
+
+    from stylize3d.stylize import StylizeConfig
+
+    for field, value in (("lr", float("nan")), ("content_weight", 1e308), ("seed", 2**70), ("style_weight", -1.0)):
+        with pytest.raises(ValueError, match=field.replace("_", " ")):
+            replace(StylizeConfig(), **{field: value})
