@@ -322,7 +322,7 @@ def object_names_for(labels: torch.Tensor, names: dict[int, str] | None) -> dict
     """The dataset's names for the labels in use (plus background), ``object <id>`` where it has none."""
     names = dict(names or {})
     out = {BACKGROUND_LABEL: names.get(BACKGROUND_LABEL, "background")}
-    for oid in sorted(set(labels.unique().tolist()) | {k for k in names if k != BACKGROUND_LABEL}):
+    for oid in sorted((set(labels.unique().tolist()) | set(names)) - {BACKGROUND_LABEL}):
         out[oid] = names.get(oid, f"object {oid}")
     return out
 

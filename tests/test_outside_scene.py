@@ -19,18 +19,18 @@ from stylize3d.reconstruct import ReconstructConfig, focus_point, init_params, r
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from outside_scene import _meshes, make_outside_scene  # noqa: E402
 
-FAST = ReconstructConfig(iters=200, size=48, init_points=1500, holdout_every=4, eval_every=0,
+FAST = ReconstructConfig(iters=300, size=64, init_points=2000, holdout_every=4, eval_every=0,
                          densify=DensifyConfig(start=50, every=50))
 
 
 @pytest.fixture(scope="module")
 def outside(tmp_path_factory):
-    return make_outside_scene(tmp_path_factory.mktemp("outside") / "data", views=16, size=48)
+    return make_outside_scene(tmp_path_factory.mktemp("outside") / "data", views=24, size=64)
 
 
 @pytest.fixture(scope="module")
 def outside_points(tmp_path_factory):
-    return make_outside_scene(tmp_path_factory.mktemp("outside-pts") / "data", views=16, size=48, points=True)
+    return make_outside_scene(tmp_path_factory.mktemp("outside-pts") / "data", views=8, size=48, points=True)
 
 
 def test_plane_sweep_depth_lies_on_the_meshes(tmp_path):
@@ -55,14 +55,18 @@ def test_plane_sweep_depth_lies_on_the_meshes(tmp_path):
 
 
 def test_images_only_reconstruction_starts_from_stereo_and_converges(outside, tmp_path):
-    stats = reconstruct(outside, tmp_path / "scene.ply", FAST)
-    assert stats["init"].startswith("plane-sweep stereo")
-    assert stats["psnr"] > stats["psnr_init"] + 8 and stats["psnr"] > 21, stats
-    assert "advice" not in stats
+    """Same steps, same scene: the stereo start converges where random points in a ball stay blurry, and the
+    blurry run says so, with what would help."""
+    stereo = reconstruct(outside, tmp_path / "stereo.ply", FAST)
+    random = reconstruct(outside, tmp_path / "random.ply", replace(FAST, stereo_init=False))
+    assert stereo["init"].startswith("plane-sweep stereo") and random["init"].startswith("random")
+    assert stereo["psnr"] > 21 and stereo["psnr"] > random["psnr"] + 4, (stereo, random)
+    assert "advice" not in stereo
+    assert random["psnr"] < 20 and "point cloud" in random["advice"] and "more steps" in random["advice"]
 
 
 def test_point_cloud_of_the_dataset_seeds_the_gaussians(outside_points):
-    data = read_dataset(outside_points, downscale_to=48)
+    data = read_dataset(outside_points, downscale_to=64)
     assert data.points is not None and len(data.points[0]) > 500
     params, source = init_params(data, list(range(len(data))), FAST, torch.Generator().manual_seed(0),
                                  torch.device("cpu"))
@@ -70,12 +74,6 @@ def test_point_cloud_of_the_dataset_seeds_the_gaussians(outside_points):
     means = params["means"].detach()
     assert any(torch.allclose(means[0], p) for p in data.points[0][:2000]) or \
         float(torch.cdist(means[:50], data.points[0]).min(dim=1).values.max()) < 1e-5
-
-
-def test_low_psnr_is_said_plainly_with_what_would_help(outside, tmp_path, capsys):
-    cfg = replace(FAST, iters=5, stereo_init=False)
-    stats = reconstruct(outside, tmp_path / "blurry.ply", cfg)
-    assert stats["psnr"] < 20 and "point cloud" in stats["advice"] and "more steps" in stats["advice"]
 
 
 def test_a_scene_without_masks_says_so(outside, tmp_path, capsys):
