@@ -44,6 +44,7 @@ def build(services: Services, demo: gr.Blocks) -> None:
                 elem_id="view",
                 height=420,
                 buttons=[],
+                format="png",  # exact pixels: the default webp is lossy
             )
             legend = gr.HTML(elem_id="legend")
             with gr.Row():
@@ -83,7 +84,7 @@ def build(services: Services, demo: gr.Blocks) -> None:
                 [(str(p), n) for n, p in styles.items()],
                 label="Built-in styles: click one for the object in 'Style for'",
                 columns=3,
-                height=270,
+                height=290,
                 object_fit="cover",
                 allow_preview=False,
                 elem_id="style-gallery",
@@ -155,7 +156,8 @@ def build(services: Services, demo: gr.Blocks) -> None:
                 seed = gr.Number(value=DEFAULTS.seed, precision=0, minimum=0, maximum=LIMITS["seed"][1],
                                  label="Seed")
     with gr.Row(equal_height=False):
-        c["compare"] = gr.ImageSlider(label="Before / after", elem_id="compare", max_height=360, scale=2)
+        c["compare"] = gr.ImageSlider(label="Before / after", elem_id="compare", max_height=360, scale=2,
+                                      format="png")
         c["renders"] = gr.Gallery(label="Stylized views", columns=4, height=360, elem_id="renders", scale=3)
     with gr.Row(equal_height=False):
         c["orbit"] = gr.Video(label="Orbit", elem_id="orbit", height=300)

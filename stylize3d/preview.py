@@ -49,7 +49,7 @@ def object_colors(num: int) -> np.ndarray:
 
 
 TINT = 0.25  # overlay strength of an object's colour in the view
-SELECTED_TINT = 0.5
+SELECTED_TINT = TINT  # selection shows as an outline, so the legend colour still matches
 
 
 def legend_colors(scene: GaussianScene) -> dict[int, tuple[int, int, int]]:

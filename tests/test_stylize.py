@@ -86,3 +86,26 @@ def test_stylize_config_refuses_non_finite_and_huge_values():
     for field, value in (("lr", float("nan")), ("content_weight", 1e308), ("seed", 2**70), ("style_weight", -1.0)):
         with pytest.raises(ValueError, match=field.replace("_", " ")):
             replace(StylizeConfig(), **{field: value})
+
+
+def test_a_metric_that_cannot_be_measured_is_null_with_a_reason(tiny_builtin):
+    """A selection of one floor Gaussian is never what a pixel shows, so consistency and style cannot be
+    measured: they are None with a reason and a pixel count of 0, and the metrics still serialise (no NaN)."""
+    import json
+
+    from stylize3d.backbones import judge_backbone
+    from stylize3d.pipeline import evaluate
+
+    _, scene, cams = tiny_builtin
+    cache = BlendCache.build(scene, cams, torch.tensor(BACKGROUND))
+    one = torch.zeros(scene.num_gaussians, dtype=torch.bool)
+    one[int(torch.nonzero(scene.labels == 0)[0, 0])] = True
+    style = torch.rand(32, 32, 3, generator=torch.Generator().manual_seed(0))
+    net = load_backbone("filterbank")
+    m, per_object, _, _ = evaluate(cache, cams, scene, scene, [StyleTarget("speck", one, [style])], net,
+                                   judge_backbone(net.name), StylizeConfig())
+    assert m["consistency_short_rmse"] is None and "no pixel of the selection" in m["unmeasured"]["consistency_short_rmse"]
+    assert m["nnfm_after"] is None and "16 pixels" in m["unmeasured"]["nnfm_after"]
+    assert m["pixels"]["consistency_short_rmse"] == 0 and m["pixels"]["leakage"] > 0
+    assert m["untouched_max_abs_diff"] == 0.0 and per_object[0]["unmeasured"]
+    json.dumps(m, allow_nan=False)
