@@ -56,7 +56,7 @@ def test_eight_sessions_at_once(studio_server):  # noqa: F811 - fixture
         assert status.startswith("Done in"), status
         assert [(o["name"], o["styles"]) for o in manifest["objects"]] == [(job.object, [f"{job.style}.png"])]
         assert manifest["seed"] == job.seed and manifest["render_size"] == [SIZE, SIZE]
-        assert manifest["metrics"]["leakage_psnr_db"] == 100.0
+        assert manifest["metrics"]["untouched_psnr_db"] == 100.0 and manifest["metrics"]["untouched_max_abs_diff"] == 0.0
         assert len(history) == 1, f"job {job.index} sees {len(history)} history images"
         with zipfile.ZipFile(io.BytesIO(fetch(archive["url"]))) as zf:
             zipped = json.loads(zf.read("manifest.json"))
