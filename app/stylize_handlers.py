@@ -7,8 +7,6 @@ and progress while it runs.
 import html
 import logging
 import queue
-import re
-import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +26,7 @@ from stylize3d.scenes import load_scene
 from stylize3d.selection import parse_box, select_click
 from stylize3d.stylize import StylizeConfig, load_style
 
+from .public_errors import public_message
 from .scene_inputs import RECONSTRUCT, resolve_scene
 from .services import Services
 from .sessions import Session
@@ -48,30 +47,6 @@ def _object_choices(scene) -> list[str]:
     """Selectable objects: every labelled object but the background (id 0, e.g. the ground plane)."""
     return [name for oid, name in sorted(scene.object_names.items())
             if oid != BACKGROUND_LABEL and (scene.labels == oid).any()]
-
-
-_ABS_PATH = re.compile(r"(?<![\w.])/(?:[^/\s'\"():,]+/)+([^/\s'\"():,]+)")
-
-
-def _server_roots() -> tuple[str, ...]:
-    """Folders whose paths a visitor must never see: where uploads, sessions and temporary files live."""
-    from gradio.utils import get_upload_folder
-
-    roots = {str(Path(get_upload_folder()).resolve()), str(Path(tempfile.gettempdir()).resolve()),
-             str(Path.cwd().resolve()), str(Path.home())}
-    return tuple(sorted(roots, key=len, reverse=True))
-
-
-def _public(err: Exception | str, session: Session | None = None) -> str:
-    """The error's message without server paths: a path under the server's folders (the session folder,
-    Gradio's upload cache with its hash folders) is named by its base name, the name of the visitor's file;
-    anything else (e.g. a path a visitor typed) is left as written."""
-    roots = _server_roots() + ((str(session.folder.resolve()),) if session is not None else ())
-
-    def shorten(m: re.Match) -> str:
-        return m.group(1) if m.group(0).startswith(roots) else m.group(0)
-
-    return _ABS_PATH.sub(shorten, str(err))
 
 
 def _render(session: Session, index: int, objects: list[str], show_all: bool) -> np.ndarray:
@@ -139,7 +114,7 @@ class StylizeHandlers:
             spec, label = self._resolve(session, source, upload)
             loaded = load_scene(spec, int(size))
         except ValueError as err:
-            raise gr.Error(_public(err)) from err
+            raise gr.Error(public_message(err)) from err
         return self._show_scene(session, spec, label, loaded, int(size))
 
     def reconstruct_handler(self, source: str, upload: str | None, size: int, steps: int, request: gr.Request,
@@ -163,8 +138,8 @@ class StylizeHandlers:
             if not isinstance(err, ValueError):
                 logger.exception("reconstruction failed")
             shown = session.data.get("label", "no scene")
-            message = f"Reconstruction failed: {_public(err)}. Still showing **{shown}**."
-            gr.Warning(_public(err))
+            message = f"Reconstruction failed: {public_message(err)}. Still showing **{shown}**."
+            gr.Warning(public_message(err))
             return (gr.skip(),) * 5 + (message, gr.skip())
         finally:
             session.busy.release()
@@ -299,7 +274,7 @@ class StylizeHandlers:
         try:
             load_style(upload)
         except ValueError as err:
-            gr.Warning(f"Style image not used: {_public(err)}")
+            gr.Warning(f"Style image not used: {public_message(err)}")
             return plan_text, None
         return (self._assign(plan_text, active, "upload", add) if active else plan_text), gr.update()
 
@@ -316,8 +291,11 @@ class StylizeHandlers:
     # -------------------------------------------------------------------------------------------- the run
 
     def _targets(
-        self, session: Session, objects: list[str], box: str, plan_text: str, upload: str | None
+        self, session: Session, objects: list[str], box: str, plan_text: str, upload: str | None,
+        run_size: int | None = None,
     ) -> list[TargetSpec]:
+        """Plan + selection -> engine targets. Clicks are pixels of the view as shown (``session.data["size"]``),
+        moved to the same spot of the run's render size."""
         plan = parse_plan(plan_text)
         builtin = self.services.builtin_styles()
         history = session.data.get("history", [])
@@ -340,6 +318,9 @@ class StylizeHandlers:
                     v, x, y = (int(p) for p in obj.split(":", 1)[1].split(","))
                 except ValueError as err:
                     raise ValueError(f"{obj!r}: a click is written click:VIEW,X,Y") from err
+                shown = session.data.get("size") or run_size
+                if run_size and shown and run_size != shown:
+                    x, y = (min(run_size - 1, int((c + 0.5) * run_size / shown)) for c in (x, y))
                 specs.append(TargetSpec(styles=styles, click=(v, x, y)))
             else:
                 specs.append(TargetSpec(styles=styles, object=obj))
@@ -377,7 +358,7 @@ class StylizeHandlers:
             self._targets(session, objects, box, plan_text, style_upload)
             self._config(iters, style_weight, content_weight, seed)
         except ValueError as err:
-            raise gr.Error(_public(err)) from err
+            raise gr.Error(public_message(err)) from err
         if session.busy.locked():
             raise gr.Error("a job is already running in this session")
         self._check_disk(session)
@@ -410,10 +391,10 @@ class StylizeHandlers:
         session = _session(self.services, request)
         try:
             spec, note = self._scene_for_run(session, source, upload)
-            targets = self._targets(session, objects, box, plan_text, style_upload)
+            targets = self._targets(session, objects, box, plan_text, style_upload, int(size))
             cfg = self._config(iters, style_weight, content_weight, seed)
         except ValueError as err:
-            raise gr.Error(_public(err)) from err
+            raise gr.Error(public_message(err)) from err
         self._check_disk(session)
         if not session.busy.acquire(blocking=False):
             raise gr.Error("a stylization is already running in this session")
@@ -442,10 +423,10 @@ class StylizeHandlers:
                     preview_view=int(view_index),
                 )
             except ValueError as err:
-                outcome["error"] = _public(err)
+                outcome["error"] = public_message(err)
             except Exception as err:  # noqa: BLE001 - reported to the page, the server keeps serving
                 logger.exception("stylization failed")
-                outcome["error"] = f"stylization failed: {type(err).__name__}: {_public(err)}"
+                outcome["error"] = f"stylization failed: {type(err).__name__}: {public_message(err)}"
             finally:
                 events.put(None)
 

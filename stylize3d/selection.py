@@ -144,7 +144,7 @@ def select_click(scene: GaussianScene, weights: torch.Tensor, width: int, x: int
     oid = int(scene.labels[g])
     if oid != BACKGROUND_LABEL:
         return scene.labels == oid, oid
-    segments = segment_scene(scene.means, sh0_to_rgb(scene.sh0[:, 0]))
+    segments = segment_scene(scene.means, sh0_to_rgb(scene.sh0[:, 0]), scene.opacities)
     row = y * width + x
     crow = weights.crow_indices()
     cols, vals = weights.col_indices()[crow[row]:crow[row + 1]], weights.values()[crow[row]:crow[row + 1]]
@@ -156,9 +156,11 @@ def select_click(scene: GaussianScene, weights: torch.Tensor, width: int, x: int
     return segments == int(votes.argmax()), -1
 
 
-def dominant_plane(means: torch.Tensor, min_fraction: float = 0.2) -> torch.Tensor | None:
-    """[N] bool: the Gaussians on the scene's dominant plane (a floor or table, found by open3d RANSAC), or None
-    when no plane holds ``min_fraction`` of them spans half the scene, with the rest on one side. Objects resting on a floor touch it, so without removing it
+def dominant_plane(means: torch.Tensor, min_fraction: float = 0.2, band: float = 3.0) -> torch.Tensor | None:
+    """[N] bool: the Gaussians of the scene's floor (or table): the dominant plane found by open3d RANSAC, with
+    everything within ``band`` point spacings above it and everything below it (a reconstructed floor is thick,
+    and under a floor there are only floaters). None when no plane holds ``min_fraction`` of the points, spans
+    half the scene, and has the scene on one side. Objects resting on a floor touch it, so without removing it
     first every object joins one DBSCAN cluster."""
     import open3d as o3d
 
@@ -170,47 +172,66 @@ def dominant_plane(means: torch.Tensor, min_fraction: float = 0.2) -> torch.Tens
     plane, inliers = _to_o3d(pts).segment_plane(distance_threshold=spacing, ransac_n=3, num_iterations=500)
     if len(inliers) < min_fraction * len(pts):
         return None
-    side = pts @ np.asarray(plane[:3]) + plane[3]
-    off = np.abs(side) > spacing
-    if off.any() and max((side[off] > 0).mean(), (side[off] < 0).mean()) < 0.8:
-        return None  # a floor has the scene on one side; this plane cuts through it
     on = pts[np.asarray(inliers)]
     if np.linalg.norm(on.max(0) - on.min(0)) < 0.5 * np.linalg.norm(pts.max(0) - pts.min(0)):
         return None  # a slab through one dense object, not a floor under the scene
-    mask = torch.zeros(len(pts), dtype=torch.bool)
-    mask[torch.as_tensor(np.asarray(inliers, dtype=np.int64))] = True
-    return mask
+    uv = (on - on.mean(0)) @ np.linalg.svd(on - on.mean(0), full_matrices=False)[2][:2].T  # in-plane coordinates
+    cells, _, _ = np.histogram2d(uv[:, 0], uv[:, 1], bins=8)
+    if (cells > 0).mean() < 0.5:
+        return None  # a floor fills its extent; slices through separate objects leave it mostly empty
+    side = pts @ np.asarray(plane[:3]) + plane[3]
+    far = side[np.abs(side) > 5 * spacing]
+    if len(far):
+        up = 1.0 if (far > 0).mean() >= 0.5 else -1.0
+        side, far = side * up, far * up
+        if (far > 0).mean() < 0.75:
+            return None  # a floor has the scene on one side; this plane cuts through it
+    return torch.from_numpy(side < band * spacing)
 
 
-def segment_scene(means: torch.Tensor, rgb: torch.Tensor, eps: float | None = None, min_points: int = 5
-                  ) -> torch.Tensor:
-    """[N] long segment ids of an unlabelled scene: 0 = its dominant plane (if any), 1.. = DBSCAN clusters of
-    the Gaussian centres off that plane, -1 = noise. Plane Gaussians next to a cluster whose colour is closer
-    to the cluster's than to the plane's join the cluster (an object's base lies within the plane's band)."""
+def segment_scene(means: torch.Tensor, rgb: torch.Tensor, opacities: torch.Tensor | None = None,
+                  eps: float | None = None, min_points: int = 5, solid: float = 0.3) -> torch.Tensor:
+    """[N] long segment ids of an unlabelled scene: 0 = its floor (``dominant_plane``), 1.. = DBSCAN clusters of
+    the Gaussian centres off the floor, -1 = noise.
+
+    Only Gaussians with opacity above ``solid`` are clustered (the faint fuzz of a reconstruction bridges
+    objects); the faint ones join the nearest cluster within ``eps``. Floor Gaussians next to a cluster whose
+    colour is closer to the cluster's than to the floor's join it (an object's base lies within the floor band).
+    """
     from scipy.spatial import cKDTree
 
     pts = means.detach().cpu().numpy()
+    col = rgb.detach().cpu().numpy()
     eps = eps or 1.5 * _default_eps(pts)
-    plane = dominant_plane(means)
+    floor = dominant_plane(means)
+    floor = np.zeros(len(pts), dtype=bool) if floor is None else floor.numpy()
+    strong = np.ones(len(pts), dtype=bool) if opacities is None else \
+        torch.sigmoid(opacities.detach().cpu()).numpy() > solid
     seg = np.full(len(pts), -1, dtype=np.int64)
-    rest = np.arange(len(pts)) if plane is None else np.flatnonzero(~plane.numpy())
-    if len(rest):
-        cluster = np.asarray(_to_o3d(pts[rest]).cluster_dbscan(eps=eps, min_points=min_points))
-        seg[rest] = np.where(cluster >= 0, cluster + 1, -1)
-    if plane is not None:
-        on_plane = np.flatnonzero(plane.numpy())
-        seg[on_plane] = 0
-        clustered = rest[seg[rest] > 0]
-        if len(clustered):
-            col = rgb.detach().cpu().numpy()
-            dist, nn = cKDTree(pts[clustered]).query(pts[on_plane], distance_upper_bound=eps)
-            near = np.isfinite(dist)
-            cand, target = on_plane[near], seg[clustered[nn[near]]]
-            means_by_seg = {k: col[seg == k].mean(0) for k in np.unique(target)}
-            plane_rgb = col[on_plane].mean(0)
-            to_cluster = np.array([np.linalg.norm(col[i] - means_by_seg[k]) < np.linalg.norm(col[i] - plane_rgb)
-                                   for i, k in zip(cand, target)], dtype=bool)
-            seg[cand[to_cluster]] = target[to_cluster]
+    seg[floor] = 0
+    core = np.flatnonzero(~floor & strong)
+    if len(core):
+        cluster = np.asarray(_to_o3d(pts[core]).cluster_dbscan(eps=eps, min_points=min_points))
+        seg[core] = np.where(cluster >= 0, cluster + 1, -1)
+    clustered = core[seg[core] > 0]
+    if not len(clustered):
+        return torch.from_numpy(seg)
+    tree = cKDTree(pts[clustered])
+    faint = np.flatnonzero(~floor & ~strong)
+    if len(faint):
+        dist, nn = tree.query(pts[faint], distance_upper_bound=eps)
+        near = np.isfinite(dist)
+        seg[faint[near]] = seg[clustered[nn[near]]]
+    on_floor = np.flatnonzero(floor)
+    if len(on_floor):
+        dist, nn = tree.query(pts[on_floor], distance_upper_bound=eps)
+        near = np.isfinite(dist)
+        cand, target = on_floor[near], seg[clustered[nn[near]]]
+        seg_rgb = {k: col[seg == k].mean(0) for k in np.unique(target)}
+        floor_rgb = col[on_floor].mean(0)
+        joins = np.array([np.linalg.norm(col[i] - seg_rgb[k]) < np.linalg.norm(col[i] - floor_rgb)
+                          for i, k in zip(cand, target)], dtype=bool)
+        seg[cand[joins]] = target[joins]
     return torch.from_numpy(seg)
 
 

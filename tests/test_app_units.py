@@ -134,7 +134,7 @@ def test_session_disk_and_unpacked_size_are_capped(tmp_path):
 def test_errors_shown_to_visitors_name_their_file_not_server_folders(tmp_path):
     import tempfile
 
-    from app.stylize_handlers import _public
+    from app.public_errors import public_message as _public
 
     session = SessionStore(tmp_path / "sessions").get("s1")
     upload = Path(tempfile.gettempdir()) / "gradio" / "3f9a0c1d2e" / "style.png"

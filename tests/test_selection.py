@@ -117,3 +117,30 @@ def test_box_leaves_out_splats_that_reach_far_outside_it(tiny_builtin):
     assert not (box_overreach(scene, box) & cube).sum() > 3
     mask = select_box(scene, box, clean=False)
     assert not mask[big].any() and mask[cube].sum() == cube.sum() - 3
+
+
+def test_faint_fuzz_and_a_thick_floor_do_not_join_objects():
+    """What a reconstruction looks like: a thick floor with floaters under it, two opaque objects on it, and a
+    faint haze between them. Segments: the floor, and each object on its own (the haze joins the nearest)."""
+    from stylize3d.selection import segment_scene
+
+    g = torch.Generator().manual_seed(0)
+    floor = torch.cat([torch.rand(2000, 2, generator=g) * 4 - 2, torch.randn(2000, 1, generator=g) * 0.01], 1)
+    under = torch.cat([torch.rand(200, 2, generator=g) * 4 - 2, -torch.rand(200, 1, generator=g) * 0.4], 1)
+
+    def blob(cx):
+        d = torch.nn.functional.normalize(torch.randn(600, 3, generator=g), dim=1) * 0.3
+        return d + torch.tensor([cx, 0.0, 0.32])
+
+    haze = torch.cat([torch.linspace(-0.5, 0.5, 300)[:, None], torch.zeros(300, 1), torch.full((300, 1), 0.3)], 1)
+    means = torch.cat([floor, under, blob(-0.8), blob(0.8), haze])
+    opac = torch.cat([torch.full((2200 + 1200,), 4.0), torch.full((300,), -3.0)])  # logits: solid / faint
+    rgb = torch.cat([torch.full((2200, 3), 0.6), torch.tensor([[0.9, 0.1, 0.1]]).expand(1200, 3),
+                     torch.full((300, 3), 0.5)])
+    seg = segment_scene(means, rgb, opac)
+    a, b = seg[2200:2800], seg[2800:3400]
+    assert (seg[:2200] == 0).float().mean() > 0.97  # the floor, its floaters below included
+    ida, idb = int(a.mode().values), int(b.mode().values)
+    assert ida > 0 and idb > 0 and ida != idb, "the haze joined the two objects"
+    assert (a == ida).float().mean() >= 0.9 and (b == idb).float().mean() >= 0.9
+    assert not (seg[:2200] == ida).any() and not (b == ida).any()
