@@ -249,7 +249,12 @@ class StylizeHandlers:
         """A "Try one" row: its objects and its own styles, the last object active."""
         session = _session(self.services, request)
         plan = parse_plan(plan_text)
-        image = _render(session, int(index), objects, show_all) if "scene" in session.data else gr.update()
+        loaded = session.data.get("scene")
+        names = {n.lower() for n in loaded.scene.object_names.values()} if loaded is not None else set()
+        if loaded is not None and not all(o.lower() in names for o in objects):
+            gr.Warning("The 'Try one' rows are for the built-in scene: choose it and press Load scene first.")
+            return gr.update(), gr.update(), gr.update(), gr.update()
+        image = _render(session, int(index), objects, show_all) if loaded is not None else gr.update()
         return objects, format_plan(plan), gr.update(choices=list(plan), value=list(plan)[-1]), image
 
     @staticmethod

@@ -302,8 +302,7 @@ class PocketStylizeModel(OfflineSplatfactoModel):
     # --- preparation: labels, targets, style features, colour transfer before
     def prepare(self) -> None:
         from stylize3d.backbones import load_backbone
-        from stylize3d.images import load_image
-        from stylize3d.stylize import style_features
+        from stylize3d.stylize import load_style, style_features
 
         labels, names = self._resolve_labels()
         self.object_labels = labels.to(self.device)
@@ -324,7 +323,7 @@ class PocketStylizeModel(OfflineSplatfactoModel):
             mask = (self.object_labels == oid)
             if not mask.any():
                 raise ValueError(f"pocket-stylize: object {name!r} (id {oid}) has no Gaussians")
-            img = load_image(styles[i % len(styles)]).to(self.device)
+            img = load_style(styles[i % len(styles)]).to(self.device)
             self._targets.append({"name": names[oid], "mask": mask, "style": img,
                                   "style_feats": style_features(self._backbone, [img], self.config.style_long_side)})
         self._selected = torch.stack([t["mask"] for t in self._targets]).any(0)

@@ -146,3 +146,26 @@ def test_reconstruct_from_an_uploaded_dataset(client, tmp_path):
     status, objects = out[5], out[2]
     assert "Reconstructed **capture.zip**" in status and "held-out PSNR" in status, status
     assert {"cube", "sphere", "torus"} <= {c[0] if isinstance(c, (list, tuple)) else c for c in objects["choices"]}
+
+
+@pytest.mark.parametrize(
+    "plan, message",
+    [
+        ("cube mosaic", "write it as 'object = style'"),
+        ("cube = mosaic\nsphere = waves", "names 'sphere', which is not selected"),
+        ("cube = " + " + ".join(["mosaic"] * 9), "at most 8 per object"),
+    ],
+)
+def test_a_malformed_plan_says_what_is_wrong(client, plan, message):
+    """A hand-edited plan is never silently replaced by defaults: the call fails naming the problem."""
+    _load_builtin(client)
+    with pytest.raises(AppError, match=message):
+        client.predict(BUILTIN, None, ["cube"], "", plan, None, 5, 1.0, 0.001, SIZE, 0, 0, api_name="/stylize")
+
+
+def test_out_of_range_settings_are_refused_with_a_message(client):
+    _load_builtin(client)
+    for args, message in (((5, 1.0, 1e308, SIZE, 0), "content weight must be|greater than maximum"),
+                          ((5, 1.0, 0.001, SIZE, 2**70), "seed must be|greater than maximum")):
+        with pytest.raises(AppError, match=message):
+            client.predict(BUILTIN, None, ["cube"], "", "cube = mosaic", None, *args, 0, api_name="/stylize")
