@@ -25,6 +25,7 @@ TABS = [("3D Stylize", stylize_tab.build)]
 CSS = """
 #view img { cursor: crosshair; }
 #status { min-height: 3em; }
+#progress { min-height: 2.6em; }
 """
 
 

@@ -474,7 +474,8 @@ class StylizeHandlers:
         status = (
             f"Done in {manifest['timings']['total_s']:.1f} s with the **{manifest['backbone']}** backbone"
             f"{' (stopped early)' if manifest['stopped_early'] else ''}. Pixels the selection does not reach: "
-            f"{untouched}; leakage PSNR around it {leak} (100 = identical); NNFM {nnfm}.{notes}"
+            f"{untouched}; leakage PSNR around it {leak} (100 = identical); NNFM {nnfm}. "
+            f"[Results below](#compare).{notes}"
         )
         before_img = to_uint8(before.rgb)
         return {

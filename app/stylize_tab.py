@@ -116,6 +116,7 @@ def build(services: Services, demo: gr.Blocks) -> None:
             with gr.Row(equal_height=True):
                 run_btn = gr.Button("Stylize", variant="primary", elem_id="run", scale=1, min_width=110)
                 cancel_btn = gr.Button("Stop early", variant="stop", elem_id="cancel", scale=1, min_width=110)
+            progress_bar = gr.HTML("", elem_id="progress", padding=False)  # the progress bar lives here alone
             c["status"] = gr.Markdown("Load a scene to begin.", elem_id="status")
             with gr.Accordion("Settings", open=False):
                 iters = gr.Slider(
@@ -224,7 +225,7 @@ def build(services: Services, demo: gr.Blocks) -> None:
 
     load_btn.click(reconstruct, [source, upload, size, recon_iters], scene_outputs, api_name="reconstruct",
                    concurrency_limit=services.config.concurrency, concurrency_id="stylize",
-                   show_progress_on=[c["status"]])
+                   show_progress_on=[progress_bar])
     upload.upload(lambda s: s if s == RECONSTRUCT else UPLOAD, source, source, api_visibility="private")
     camera.release(
         h.view_handler, [camera, objects, show_all], c["view"], api_name="view", concurrency_id="light"
@@ -260,6 +261,6 @@ def build(services: Services, demo: gr.Blocks) -> None:
         api_name="stylize",
         concurrency_limit=services.config.concurrency,
         concurrency_id="stylize",
-        show_progress_on=[c["status"]],
+        show_progress_on=[progress_bar],
     ).then(lambda: gr.update(interactive=True, value="Stylize"), None, run_btn, api_visibility="private")
     cancel_btn.click(h.cancel_handler, None, c["status"], api_name="cancel", concurrency_id="light")
