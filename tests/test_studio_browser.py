@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 import zipfile
 from pathlib import Path
 
@@ -327,6 +328,19 @@ def test_click_select_style_and_stylize_in_browser(studio_server, tmp_path):  # 
             assert page.locator("#renders img").count() >= 1
             zip_url = page.get_attribute("#download a[href]", "href")
             archive = _fetch(page, zip_url)
+            if zip_url.startswith("/"):
+                zip_url = studio_server.url.rstrip("/") + zip_url
+            # 6. closing the tab ends the session: its results stop being downloadable
+            page.close()
+            outsider = pw.request.new_context()
+            gone = False
+            for _ in range(60):
+                if outsider.get(zip_url).status in (403, 404):
+                    gone = True
+                    break
+                time.sleep(0.5)
+            outsider.dispose()
+            assert gone, f"{zip_url} is still downloadable after the tab closed"
         finally:
             browser.close()
 
