@@ -26,6 +26,7 @@ CSS = """
 #view img { cursor: crosshair; }
 #status { min-height: 3em; }
 #progress { min-height: 2.6em; }
+#scene-progress:empty { display: none; }
 """
 
 

@@ -38,6 +38,7 @@ def build(services: Services, demo: gr.Blocks) -> None:
                     height=120,
                 )
             load_btn = gr.Button("Load scene", elem_id="load-scene")
+            scene_progress = gr.HTML("", elem_id="scene-progress", padding=False)  # reconstruction progress
             c["view"] = gr.Image(
                 label="Scene view: click an object to select it",
                 interactive=False,
@@ -225,7 +226,7 @@ def build(services: Services, demo: gr.Blocks) -> None:
 
     load_btn.click(reconstruct, [source, upload, size, recon_iters], scene_outputs, api_name="reconstruct",
                    concurrency_limit=services.config.concurrency, concurrency_id="stylize",
-                   show_progress_on=[progress_bar])
+                   show_progress_on=[scene_progress])
     upload.upload(lambda s: s if s == RECONSTRUCT else UPLOAD, source, source, api_visibility="private")
     camera.release(
         h.view_handler, [camera, objects, show_all], c["view"], api_name="view", concurrency_id="light"
