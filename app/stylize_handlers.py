@@ -23,7 +23,7 @@ from stylize3d.pipeline import RunOptions, TargetSpec, check_targets, run
 from stylize3d.preview import legend_colors, overlay, preview_view
 from stylize3d.reconstruct import ReconstructConfig, reconstruct
 from stylize3d.scenes import load_scene
-from stylize3d.selection import parse_box, select_click
+from stylize3d.selection import parse_box, scene_segments, select_click
 from stylize3d.stylize import StylizeConfig, load_style
 
 from .public_errors import public_message
@@ -153,7 +153,7 @@ class StylizeHandlers:
 
     def _show_scene(self, session: Session, spec: str, label: str, loaded, size: int):
         session.data.update(scene=loaded, spec=spec, label=label, view=None, view_index=None, size=size,
-                            segments={})
+                            segments={}, segment_ids=None)
         choices = _object_choices(loaded.scene)
         note = "" if choices else (" It has no object labels (no instance masks): click an object in the view to "
                                    "select it, or give a 3D box.")
@@ -200,12 +200,15 @@ class StylizeHandlers:
             token = loaded.scene.object_names[oid]
         else:
             try:
-                mask, _ = select_click(loaded.scene, view.weights, view.width, x, y)
+                if session.data.get("segment_ids") is None:  # once per scene, not per click
+                    session.data["segment_ids"] = scene_segments(loaded.scene)
+                mask, _ = select_click(loaded.scene, view.weights, view.width, x, y, session.data["segment_ids"])
             except ValueError:
                 gr.Info("Nothing there: click on the scene.")
                 return unchanged
             token = f"click:{int(index)},{x},{y}"
             session.data.setdefault("segments", {})[token] = mask
+            session.data.setdefault("click_sizes", {})[token] = max(h, w)  # the pixels it is in
             share = float(mask.float().mean())
             if share > 0.5:
                 gr.Warning(f"This click selects {share:.0%} of the scene: try a 3D box for a finer selection.")
@@ -299,8 +302,8 @@ class StylizeHandlers:
         self, session: Session, objects: list[str], box: str, plan_text: str, upload: str | None,
         run_size: int | None = None,
     ) -> list[TargetSpec]:
-        """Plan + selection -> engine targets. Clicks are pixels of the view as shown (``session.data["size"]``),
-        moved to the same spot of the run's render size."""
+        """Plan + selection -> engine targets. Clicks are pixels of the view they were made on (its size is
+        kept per click), moved to the same spot of the run's render size."""
         plan = parse_plan(plan_text)
         builtin = self.services.builtin_styles()
         history = session.data.get("history", [])
@@ -323,7 +326,7 @@ class StylizeHandlers:
                     v, x, y = (int(p) for p in obj.split(":", 1)[1].split(","))
                 except ValueError as err:
                     raise ValueError(f"{obj!r}: a click is written click:VIEW,X,Y") from err
-                shown = session.data.get("size") or run_size
+                shown = session.data.get("click_sizes", {}).get(obj) or session.data.get("size") or run_size
                 if run_size and shown and run_size != shown:
                     x, y = (min(run_size - 1, int((c + 0.5) * run_size / shown)) for c in (x, y))
                 specs.append(TargetSpec(styles=styles, click=(v, x, y)))
@@ -457,7 +460,8 @@ class StylizeHandlers:
         renders = sorted((out_dir / "renders").glob("*.png"))
         after = renders[min(view_index, len(renders) - 1)]
         if session.data.get("spec") != spec or session.data.get("size") != size:  # keep the viewer in step
-            session.data.update(scene=load_scene(spec, size), spec=spec, size=size, view=None, view_index=None)
+            session.data.update(scene=load_scene(spec, size), spec=spec, size=size, view=None, view_index=None,
+                                segment_ids=None)
         loaded = session.data["scene"]
         before = preview_view(loaded.scene, loaded.cameras, view_index, loaded.background)
         session.data.update(view=before, view_index=view_index)

@@ -82,17 +82,21 @@ def _default_eps(pts: np.ndarray) -> float:
     return float(np.median(d) * 3.0)
 
 
-def select_box(scene: GaussianScene, box: Sequence[float], clean: bool = True) -> torch.Tensor:
-    """[N] bool: Gaussians whose centre lies in the axis-aligned box (x0,y0,z0,x1,y1,z1) and whose footprint
-    stays near it (``box_overreach``), cleaned in 3D."""
+def _in_box(scene: GaussianScene, box: Sequence[float]) -> torch.Tensor:
     lo = torch.tensor(box[:3], dtype=scene.means.dtype)
     hi = torch.tensor(box[3:], dtype=scene.means.dtype)
-    mask = ((scene.means >= lo) & (scene.means <= hi)).all(dim=1)
+    return ((scene.means >= lo) & (scene.means <= hi)).all(dim=1)
+
+
+def select_box(scene: GaussianScene, box: Sequence[float], clean: bool = True) -> torch.Tensor:
+    """[N] bool: Gaussians whose centre lies in the axis-aligned box (x0,y0,z0,x1,y1,z1), less those whose
+    footprint reaches far outside it (``box_overreach``), cleaned in 3D."""
+    mask = _in_box(scene, box)
     if not mask.any():
         raise ValueError(f"the box {tuple(box)} contains no Gaussians (scene bounds: "
                          f"{[round(float(v), 3) for v in scene.means.min(0).values]} .. "
                          f"{[round(float(v), 3) for v in scene.means.max(0).values]})")
-    big = box_overreach(scene, box) & mask
+    big = box_overreach(scene, box)
     if big.any():
         mask &= ~big
         if not mask.any():
@@ -105,13 +109,14 @@ def select_box(scene: GaussianScene, box: Sequence[float], clean: bool = True) -
 
 def box_overreach(scene: GaussianScene, box: Sequence[float], sigmas: float = 3.0, slack: float = 0.5
                   ) -> torch.Tensor:
-    """[N] bool: Gaussians whose ``sigmas`` extent passes the box's faces by more than ``slack`` x its
-    diagonal: painting them would paint far outside the box (observed: patches at the image borders)."""
+    """[N] bool: Gaussians centred in the box whose ``sigmas`` extent passes its faces by more than ``slack`` x
+    its diagonal: painting them would paint far outside the box (observed: patches at the image borders)."""
     lo = torch.tensor(box[:3], dtype=scene.means.dtype)
     hi = torch.tensor(box[3:], dtype=scene.means.dtype)
     reach = sigmas * torch.exp(scene.scales).amax(dim=1, keepdim=True)  # [N, 1]
     margin = slack * float((hi - lo).norm().clamp_min(1e-6))
-    return ((scene.means - reach < lo - margin) | (scene.means + reach > hi + margin)).any(dim=1)
+    far = ((scene.means - reach < lo - margin) | (scene.means + reach > hi + margin)).any(dim=1)
+    return far & _in_box(scene, box)
 
 
 def gaussian_under_pixel(weights: torch.Tensor, width: int, x: int, y: int, min_weight: float = 0.05) -> int:
@@ -131,12 +136,14 @@ def gaussian_under_pixel(weights: torch.Tensor, width: int, x: int, y: int, min_
     return int(cols[vals.argmax()])
 
 
-def select_click(scene: GaussianScene, weights: torch.Tensor, width: int, x: int, y: int) -> tuple[torch.Tensor, int]:
+def select_click(scene: GaussianScene, weights: torch.Tensor, width: int, x: int, y: int,
+                 segments: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """(mask [N] bool, object id) for a click at pixel (x, y) of a view.
 
     On a labelled scene the click picks the object of the Gaussian under the pixel. On an unlabelled one (or
     the background) the scene is cut into 3D segments (``segment_scene``) and the click picks the segment with
-    the most blend weight at that pixel (what you see there), with object id -1.
+    the most blend weight at that pixel (what you see there), with object id -1. Pass ``segments``
+    (``scene_segments(scene)``) to reuse one segmentation for many clicks.
     """
     g = gaussian_under_pixel(weights, width, x, y)
     if g < 0:
@@ -144,7 +151,8 @@ def select_click(scene: GaussianScene, weights: torch.Tensor, width: int, x: int
     oid = int(scene.labels[g])
     if oid != BACKGROUND_LABEL:
         return scene.labels == oid, oid
-    segments = segment_scene(scene.means, sh0_to_rgb(scene.sh0[:, 0]), scene.opacities)
+    if segments is None:
+        segments = scene_segments(scene)
     row = y * width + x
     crow = weights.crow_indices()
     cols, vals = weights.col_indices()[crow[row]:crow[row + 1]], weights.values()[crow[row]:crow[row + 1]]
@@ -156,18 +164,20 @@ def select_click(scene: GaussianScene, weights: torch.Tensor, width: int, x: int
     return segments == int(votes.argmax()), -1
 
 
-def dominant_plane(means: torch.Tensor, min_fraction: float = 0.2, band: float = 3.0) -> torch.Tensor | None:
+def dominant_plane(means: torch.Tensor, min_fraction: float = 0.2, band: float = 3.0,
+                   spacing: float | None = None) -> torch.Tensor | None:
     """[N] bool: the Gaussians of the scene's floor (or table): the dominant plane found by open3d RANSAC, with
     everything within ``band`` point spacings above it and everything below it (a reconstructed floor is thick,
-    and under a floor there are only floaters). None when no plane holds ``min_fraction`` of the points, spans
-    half the scene, and has the scene on one side. Objects resting on a floor touch it, so without removing it
-    first every object joins one DBSCAN cluster."""
+    and under a floor there are only floaters). None unless the plane holds ``min_fraction`` of the points,
+    spans half the scene, fills its own extent and has the scene on one side. Objects resting on a floor touch
+    it, so without removing it first every object joins one DBSCAN cluster. ``spacing``: the median distance
+    between neighbouring centres, if already known."""
     import open3d as o3d
 
     pts = means.detach().cpu().numpy()
     if len(pts) < 64:
         return None
-    spacing = _default_eps(pts) / 3.0
+    spacing = spacing or _default_eps(pts) / 3.0
     o3d.utility.random.seed(0)  # RANSAC: the same click selects the same Gaussians every time
     plane, inliers = _to_o3d(pts).segment_plane(distance_threshold=spacing, ransac_n=3, num_iterations=500)
     if len(inliers) < min_fraction * len(pts):
@@ -202,8 +212,9 @@ def segment_scene(means: torch.Tensor, rgb: torch.Tensor, opacities: torch.Tenso
 
     pts = means.detach().cpu().numpy()
     col = rgb.detach().cpu().numpy()
-    eps = eps or 1.5 * _default_eps(pts)
-    floor = dominant_plane(means)
+    spacing = _default_eps(pts) / 3.0
+    eps = eps or 4.5 * spacing
+    floor = dominant_plane(means, spacing=spacing)
     floor = np.zeros(len(pts), dtype=bool) if floor is None else floor.numpy()
     strong = np.ones(len(pts), dtype=bool) if opacities is None else \
         torch.sigmoid(opacities.detach().cpu()).numpy() > solid
@@ -235,11 +246,6 @@ def segment_scene(means: torch.Tensor, rgb: torch.Tensor, opacities: torch.Tenso
     return torch.from_numpy(seg)
 
 
-def grow_from_seed(means: torch.Tensor, seed: int, rgb: torch.Tensor | None = None) -> torch.Tensor:
-    """[N] bool: the 3D segment (``segment_scene``) that contains Gaussian ``seed``; just the seed if it is noise."""
-    seg = segment_scene(means, torch.full_like(means, 0.5) if rgb is None else rgb)
-    if seg[seed] < 0:
-        mask = torch.zeros(len(means), dtype=torch.bool)
-        mask[seed] = True
-        return mask
-    return seg == seg[seed]
+def scene_segments(scene: GaussianScene) -> torch.Tensor:
+    """``segment_scene`` of a scene's centres, colours and opacities."""
+    return segment_scene(scene.means, sh0_to_rgb(scene.sh0[:, 0]), scene.opacities)

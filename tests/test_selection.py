@@ -7,8 +7,8 @@ from stylize3d.labels import pixel_labels
 from stylize3d.selection import (
     clean_selection,
     gaussian_under_pixel,
-    grow_from_seed,
     parse_box,
+    segment_scene,
     select_box,
     select_click,
     select_object,
@@ -68,11 +68,12 @@ def test_click_picks_object_under_pixel(tiny_builtin):
         gaussian_under_pixel(cache[0].weights, cams.width, cams.width + 5, 0)
 
 
-def test_grow_from_seed_on_unlabelled_scene():
+def test_segments_of_an_unlabelled_scene_without_a_floor():
     g = torch.Generator().manual_seed(1)
     a = torch.rand(200, 3, generator=g) * 0.2
     b = torch.rand(200, 3, generator=g) * 0.2 + torch.tensor([3.0, 0, 0])
-    grown = grow_from_seed(torch.cat([a, b]), seed=5)
+    seg = segment_scene(torch.cat([a, b]), torch.full((400, 3), 0.5))
+    grown = seg == seg[5]
     assert grown[:200].all() and not grown[200:].any()
 
 
@@ -122,8 +123,6 @@ def test_box_leaves_out_splats_that_reach_far_outside_it(tiny_builtin):
 def test_faint_fuzz_and_a_thick_floor_do_not_join_objects():
     """What a reconstruction looks like: a thick floor with floaters under it, two opaque objects on it, and a
     faint haze between them. Segments: the floor, and each object on its own (the haze joins the nearest)."""
-    from stylize3d.selection import segment_scene
-
     g = torch.Generator().manual_seed(0)
     floor = torch.cat([torch.rand(2000, 2, generator=g) * 4 - 2, torch.randn(2000, 1, generator=g) * 0.01], 1)
     under = torch.cat([torch.rand(200, 2, generator=g) * 4 - 2, -torch.rand(200, 1, generator=g) * 0.4], 1)
