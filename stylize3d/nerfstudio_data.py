@@ -373,6 +373,9 @@ def _load_points(file: Path) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"{file}: ply_file_path must name a .ply point cloud")
     if file.stat().st_size > MAX_POINTS * 64:
         raise ValueError(f"{file}: point cloud larger than {MAX_POINTS * 64 >> 20} MB")
+    with open(file, "rb") as f:
+        if f.read(4) not in (b"ply\n", b"ply\r"):
+            raise ValueError(f"{file}: ply_file_path is not a PLY file (no 'ply' header)")
     pcd = o3d.io.read_point_cloud(str(file), format="ply")
     xyz = np.asarray(pcd.points, dtype=np.float32)
     if len(xyz) == 0:

@@ -19,10 +19,11 @@ from . import export
 from .atomic import atomic_output_dir, check_parent
 from .backbones import judge_backbone, load_backbone
 from .blend_cache import BlendCache
+from .gaussians import BACKGROUND_LABEL
 from .labels import labels_from_masks, selection_coverage
 from .metrics import OWN_PIXEL, leakage, own_pixels, style_distances, warp_error
 from .scenes import LoadedScene, load_scene
-from .selection import box_overreach, select_box, select_click, select_object
+from .selection import box_overreach, scene_segments, select_box, select_click, select_object
 from .stylize import StyleTarget, StylizeConfig, load_style, style_features, stylize
 
 logger = logging.getLogger(__name__)
@@ -75,17 +76,21 @@ MAX_TARGETS = 16  # objects (or boxes, clicks) in one run
 MAX_STYLES_PER_TARGET = 8
 
 
+def _check_spec(spec: TargetSpec) -> None:
+    if sum(x is not None for x in (spec.object, spec.box, spec.click)) != 1:
+        raise ValueError(f"{spec.describe()}: give exactly one of an object, a box or a click")
+    if not spec.styles:
+        raise ValueError(f"{spec.describe()}: no style image given")
+    if len(spec.styles) > MAX_STYLES_PER_TARGET:
+        raise ValueError(f"{spec.describe()}: {len(spec.styles)} styles, at most {MAX_STYLES_PER_TARGET} per object")
+
+
 def check_targets(specs: Sequence[TargetSpec]) -> None:
     """Cheap checks of a plan before any heavy work: its size, each target's kind, and that every style decodes."""
     if len(specs) > MAX_TARGETS:
         raise ValueError(f"{len(specs)} objects in one run: at most {MAX_TARGETS}")
     for spec in specs:
-        if sum(x is not None for x in (spec.object, spec.box, spec.click)) != 1:
-            raise ValueError(f"{spec.describe()}: give exactly one of an object, a box or a click")
-        if not spec.styles:
-            raise ValueError(f"{spec.describe()}: no style image given")
-        if len(spec.styles) > MAX_STYLES_PER_TARGET:
-            raise ValueError(f"{spec.describe()}: {len(spec.styles)} styles, at most {MAX_STYLES_PER_TARGET} per object")
+        _check_spec(spec)
         for s in spec.styles:
             load_style(s)
 
@@ -93,9 +98,9 @@ def check_targets(specs: Sequence[TargetSpec]) -> None:
 def resolve_targets(loaded: LoadedScene, specs: Sequence[TargetSpec], cache: BlendCache | None) -> list[StyleTarget]:
     """Selections + decoded style images for each spec (errors name the offending object or file)."""
     targets = []
+    segments = None  # one segmentation of an unlabelled scene serves every click
     for spec in specs:
-        if sum(x is not None for x in (spec.object, spec.box, spec.click)) != 1 or not spec.styles:
-            check_targets([spec])  # raises with the reason
+        _check_spec(spec)
         styles = [load_style(s) for s in spec.styles]
         name, notes = spec.describe(), []
         if spec.object is not None:
@@ -103,19 +108,19 @@ def resolve_targets(loaded: LoadedScene, specs: Sequence[TargetSpec], cache: Ble
             name = loaded.scene.object_names[loaded.scene.object_id(spec.object)]
         elif spec.box is not None:
             mask = select_box(loaded.scene, spec.box)
-            inside = ((loaded.scene.means >= torch.tensor(spec.box[:3])) &
-                      (loaded.scene.means <= torch.tensor(spec.box[3:]))).all(1)
-            big = int((box_overreach(loaded.scene, spec.box) & inside).sum())
+            big = int(box_overreach(loaded.scene, spec.box).sum())
             if big:
                 notes.append(f"left out {big} Gaussians centred in the box whose footprint reaches far outside it")
         else:
             view, x, y = spec.click
             if cache is None or not 0 <= view < len(cache):
                 raise ValueError(f"click on view {view}: the scene has {len(loaded.cameras)} views")
-            mask, oid = select_click(loaded.scene, cache[view].weights, cache.width, x, y)
+            if segments is None and not (loaded.scene.labels != BACKGROUND_LABEL).any():
+                segments = scene_segments(loaded.scene)
+            mask, oid = select_click(loaded.scene, cache[view].weights, cache.width, x, y, segments)
             if oid >= 0:
                 name = loaded.scene.object_names.get(oid, name)
-            if oid < 0:
+            else:
                 notes.append("unlabelled scene: the 3D segment under the click (floor removed, then DBSCAN)")
         share = float(mask.float().mean())
         if share > 0.5:
@@ -162,11 +167,19 @@ def run(specs: Sequence[TargetSpec], out_dir: str | Path, options: RunOptions = 
     progress("scene", 0.0, f"loading scene {options.scene}")
     loaded = load_scene(options.scene, options.size)
     scene = loaded.scene
-    for spec in specs:  # unknown names and empty boxes fail before the expensive caching
+    cams = loaded.cameras
+    for spec in specs:  # unknown names, empty boxes and clicks off the views fail before the expensive caching
         if spec.object is not None:
             scene.object_id(spec.object)
         elif spec.box is not None:
             select_box(scene, spec.box, clean=False)
+        elif spec.click is not None:
+            view, x, y = spec.click
+            if not 0 <= view < len(cams):
+                raise ValueError(f"click on view {view}: the scene has {len(cams)} views (0..{len(cams) - 1})")
+            if not (0 <= x < cams.width and 0 <= y < cams.height):
+                raise ValueError(f"click at pixel ({x}, {y}) is outside the {cams.width}x{cams.height} views "
+                                 f"(--size {options.size})")
     timings["scene_s"] = time.perf_counter() - t
 
     # 2. cache blend weights of every view (geometry is frozen from here on)

@@ -163,6 +163,8 @@ def test_cli_errors_are_caught_before_the_work(tmp_path, out, capsys):
     _fails(base + ["--seed", str(2**70), "--out", str(out)], capsys, out, "seed must be")
     _fails(["stylize", "--object", "cube", "--style", str(tmp_path), "--out", str(out)], capsys, out,
            "is a folder, not an image")
+    _fails(["stylize", "--click", "0,5000,5", "--style", STYLE, "--out", str(out)], capsys, out,
+           "outside the 192x192 views")
     tiny = tmp_path / "dot.png"
     Image.new("RGB", (1, 1)).save(tiny)
     _fails(["stylize", "--object", "cube", "--style", str(tiny), "--out", str(out)], capsys, out, "dot.png is 1x1")
