@@ -46,7 +46,7 @@ def resolve_scene(session: Session, source: str, upload: str | None, max_unpacke
     if suffix not in (".ply", ".zip"):
         raise ValueError(f"{name}: upload a 3DGS .ply or a nerfstudio dataset .zip (got '{suffix or 'no extension'}')")
     key = _digest(path)
-    cached = session.data.setdefault("uploads", {})
+    cached = session.tab("stylize").setdefault("uploads", {})
     if key in cached and Path(cached[key]).exists():
         return cached[key], name
     used = session.disk_bytes()

@@ -5,9 +5,11 @@ Nothing heavy happens at import or construction: scenes and backbones load when 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .jobs import ModelCache
 from .sessions import SessionStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,11 +33,14 @@ class StudioConfig:
     max_session_mb: int = 2048
     """Disk a session may fill (uploads, unpacked datasets, runs); past it new uploads and runs are refused."""
     concurrency: int = 2
-    """Heavy jobs (stylization) running at once; further visitors queue."""
+    """Heavy jobs (stylization, reconstruction, generation) running at once across all tabs; others wait."""
     queue_size: int = 64
     """Most jobs waiting in the queue; beyond it visitors are told to retry."""
     preview_every: int = 10
     """Live preview refresh, in optimisation steps."""
+    model_dirs: tuple[Path, ...] = ()
+    """Diffusers text-to-image pipeline folders the operator offers in the Image tab besides the shipped model
+    (``--model-dir``, repeatable). Visitors choose among these by name; they never type a path."""
 
     @property
     def max_unpacked_bytes(self) -> int:
@@ -51,10 +56,16 @@ class StudioConfig:
 class Services:
     config: StudioConfig = field(default_factory=StudioConfig)
     sessions: SessionStore = None
+    models: ModelCache = field(default_factory=ModelCache)
+    """Weights loaded lazily on first use, shared by sessions and tabs."""
+    heavy_jobs: threading.BoundedSemaphore = None
+    """One budget of concurrent heavy jobs across tabs (``config.concurrency``)."""
 
     def __post_init__(self) -> None:
         if self.sessions is None:
             self.sessions = SessionStore(Path(self.config.output_root), ttl_s=self.config.output_ttl_min * 60)
+        if self.heavy_jobs is None:
+            self.heavy_jobs = threading.BoundedSemaphore(max(1, self.config.concurrency))
 
     @property
     def style_dir(self) -> Path:

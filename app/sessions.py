@@ -26,7 +26,14 @@ class Session:
     last_seen: float = field(default_factory=time.time)
     stop: threading.Event = field(default_factory=threading.Event)
     busy: threading.Lock = field(default_factory=threading.Lock)
-    data: dict[str, Any] = field(default_factory=dict)  # scene, view, history, ... (owned by the tabs)
+    tabs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each tab's own state, under the tab's name (``tab("stylize")``), so two tabs cannot overwrite each other."""
+    history: list[str] = field(default_factory=list)
+    """Images of this session any tab can use as a style (``history:N`` in a style plan): stylized views and
+    images the Image tab sends with "Use as style". The one state tabs share."""
+
+    def tab(self, name: str) -> dict[str, Any]:
+        return self.tabs.setdefault(name, {})
 
     def disk_bytes(self) -> int:
         """Bytes this session's folder holds (uploads, unpacked datasets, runs, zips)."""

@@ -14,13 +14,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import stylize_tab
+from . import image_tab, stylize_tab
 from .gradio_cache import forget_cached_copies
 from .services import ASSETS, Services, StudioConfig
 
 logger = logging.getLogger(__name__)
 
-TABS = [("3D Stylize", stylize_tab.build)]
+TABS = [("3D Stylize", stylize_tab.build), ("Image", image_tab.build)]
+"""Title and ``build(services, demo, shared)`` of each tab, in page order. ``shared`` carries the components
+one tab offers another (the 3D tab's style history, which "Use as style" feeds)."""
 
 CSS = """
 #view img { cursor: crosshair; }
@@ -33,10 +35,11 @@ CSS = """
 def build_demo(services: Services) -> gr.Blocks:
     with gr.Blocks(title="Pocket Studio", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# Pocket Studio\nOn-device generative media, in the open.")
+        shared: dict = {}
         with gr.Tabs():
             for title, build in TABS:
-                with gr.Tab(title):
-                    build(services, demo)
+                with gr.Tab(title, elem_id=f"tab-{title.split()[-1].lower()}"):
+                    build(services, demo, shared)
 
         def start_session(request: gr.Request) -> None:
             services.sessions.get(request.session_hash)
@@ -64,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"disk one session may fill (default {d.max_session_mb})")
     p.add_argument("--concurrency", type=int, default=d.concurrency, help="stylizations running at once")
     p.add_argument("--queue-size", type=int, default=d.queue_size, help="most jobs waiting in the queue")
+    p.add_argument("--model-dir", dest="model_dirs", type=Path, action="append", default=[],
+                   help="a diffusers text-to-image pipeline folder to offer in the Image tab (repeatable)")
     return p
 
 
@@ -82,7 +87,12 @@ def main(argv: list[str] | None = None) -> None:
     _limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     names = {f.name for f in fields(StudioConfig)}
-    config = StudioConfig(**{k: v for k, v in vars(args).items() if k in names})
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values["model_dirs"] = tuple(values.get("model_dirs", ()))
+    for folder in values["model_dirs"]:
+        if not (folder / "model_index.json").is_file():
+            _parser().error(f"--model-dir {folder}: not a diffusers pipeline folder (no model_index.json)")
+    config = StudioConfig(**values)
     services = Services(config)
     services.sessions.start_sweeper()
     demo = build_demo(services)

@@ -6,8 +6,6 @@ and progress while it runs.
 
 import html
 import logging
-import queue
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from stylize3d.scenes import load_scene
 from stylize3d.selection import parse_box, scene_segments, select_click
 from stylize3d.stylize import StylizeConfig, load_style
 
+from .jobs import run_job
 from .public_errors import public_message
 from .scene_inputs import RECONSTRUCT, resolve_scene
 from .services import Services
@@ -34,6 +33,7 @@ from .style_plan import format_plan, parse_plan, resolve_style
 
 logger = logging.getLogger(__name__)
 
+TAB = "stylize"
 SIZES = [128, 192, 256]
 DISPLAY_PX = 512  # the view is upscaled by an integer factor to about this width
 DEFAULTS = StylizeConfig()
@@ -50,15 +50,15 @@ def _object_choices(scene) -> list[str]:
 
 
 def _render(session: Session, index: int, objects: list[str], show_all: bool) -> np.ndarray:
-    loaded = session.data["scene"]
-    view = session.data.get("view")
-    if view is None or session.data.get("view_index") != index:
+    loaded = session.tab(TAB)["scene"]
+    view = session.tab(TAB).get("view")
+    if view is None or session.tab(TAB).get("view_index") != index:
         view = preview_view(loaded.scene, loaded.cameras, index, loaded.background)
-        session.data["view"], session.data["view_index"] = view, index
+        session.tab(TAB)["view"], session.tab(TAB)["view_index"] = view, index
     names = {n.lower() for n in loaded.scene.object_names.values()}
     selected = {loaded.scene.object_id(o) for o in objects or [] if o.lower() in names}
     highlight = None
-    segments = session.data.get("segments", {})
+    segments = session.tab(TAB).get("segments", {})
     for token in objects or []:
         if token in segments:  # a segment clicked on an unlabelled scene
             cov = selection_coverage(view.weights, segments[token]).reshape(view.labels.shape)
@@ -125,24 +125,27 @@ class StylizeHandlers:
         if source != RECONSTRUCT:
             return (gr.skip(),) * 7
         session = _session(self.services, request)
-        if not session.busy.acquire(blocking=False):
-            raise gr.Error("a job is already running in this session")
         try:
-            session.stop.clear()
             spec, label = self._resolve(session, source, upload)
-            stats = reconstruct(spec, Path(spec) / "scene.ply", ReconstructConfig(iters=int(steps), size=int(size)),
-                                progress=lambda step, total, msg: progress(step / total, desc=msg),
-                                should_stop=session.stop.is_set)
-            loaded = load_scene(spec, int(size))
-        except Exception as err:  # noqa: BLE001 - reported in the page; the previous scene stays
-            if not isinstance(err, ValueError):
-                logger.exception("reconstruction failed")
-            shown = session.data.get("label", "no scene")
+
+            def work(emit, should_stop):
+                stats = reconstruct(spec, Path(spec) / "scene.ply", ReconstructConfig(iters=int(steps), size=int(size)),
+                                    progress=lambda step, total, msg: emit("progress", step / total, msg),
+                                    should_stop=should_stop)
+                return stats, load_scene(spec, int(size))
+
+            job = run_job(self.services, session, "reconstruction", work)
+            while True:
+                event = next(job)
+                if event[0] == "progress":
+                    progress(event[1], desc=event[2])
+        except StopIteration as done:
+            stats, loaded = done.value
+        except (ValueError, gr.Error) as err:  # reported in the page; the previous scene stays
+            shown = session.tab(TAB).get("label", "no scene")
             message = f"Reconstruction failed: {public_message(err)}. Still showing **{shown}**."
             gr.Warning(public_message(err))
             return (gr.skip(),) * 5 + (message, gr.skip())
-        finally:
-            session.busy.release()
         out = list(self._show_scene(session, spec, label, loaded, int(size)))
         psnr = "n/a" if stats["psnr"] is None else f"{stats['psnr']:.1f} dB"
         out[5] = (f"Reconstructed **{label}** in {stats['seconds']:.0f} s: {stats['num_gaussians']:,} Gaussians, "
@@ -152,7 +155,7 @@ class StylizeHandlers:
         return tuple(out)
 
     def _show_scene(self, session: Session, spec: str, label: str, loaded, size: int):
-        session.data.update(scene=loaded, spec=spec, label=label, view=None, view_index=None, size=size,
+        session.tab(TAB).update(scene=loaded, spec=spec, label=label, view=None, view_index=None, size=size,
                             segments={}, segment_ids=None)
         choices = _object_choices(loaded.scene)
         note = "" if choices else (" It has no object labels (no instance masks): click an object in the view to "
@@ -170,7 +173,7 @@ class StylizeHandlers:
 
     def view_handler(self, index: int, objects: list[str], show_all: bool, request: gr.Request):
         session = _session(self.services, request)
-        if "scene" not in session.data:
+        if "scene" not in session.tab(TAB):
             raise gr.Error("load a scene first")
         return _render(session, int(index), objects, show_all)
 
@@ -181,9 +184,9 @@ class StylizeHandlers:
         """A click on the view toggles the object under the pointer (on an unlabelled scene: the 3D segment under
         it); the object just selected becomes the one the next style click goes to."""
         session = _session(self.services, request)
-        if "scene" not in session.data or session.data.get("view") is None:
+        if "scene" not in session.tab(TAB) or session.tab(TAB).get("view") is None:
             raise gr.Error("load a scene first")
-        loaded, view = session.data["scene"], session.data["view"]
+        loaded, view = session.tab(TAB)["scene"], session.tab(TAB)["view"]
         h, w = view.labels.shape
         scale = _display_scale(w)
         x, y = (int(v) // scale for v in evt.index[:2])
@@ -200,15 +203,15 @@ class StylizeHandlers:
             token = loaded.scene.object_names[oid]
         else:
             try:
-                if session.data.get("segment_ids") is None:  # once per scene, not per click
-                    session.data["segment_ids"] = scene_segments(loaded.scene)
-                mask, _ = select_click(loaded.scene, view.weights, view.width, x, y, session.data["segment_ids"])
+                if session.tab(TAB).get("segment_ids") is None:  # once per scene, not per click
+                    session.tab(TAB)["segment_ids"] = scene_segments(loaded.scene)
+                mask, _ = select_click(loaded.scene, view.weights, view.width, x, y, session.tab(TAB)["segment_ids"])
             except ValueError:
                 gr.Info("Nothing there: click on the scene.")
                 return unchanged
             token = f"click:{int(index)},{x},{y}"
-            session.data.setdefault("segments", {})[token] = mask
-            session.data.setdefault("click_sizes", {})[token] = max(h, w)  # the pixels it is in
+            session.tab(TAB).setdefault("segments", {})[token] = mask
+            session.tab(TAB).setdefault("click_sizes", {})[token] = max(h, w)  # the pixels it is in
             share = float(mask.float().mean())
             if share > 0.5:
                 gr.Warning(f"This click selects {share:.0%} of the scene: try a 3D box for a finer selection.")
@@ -245,14 +248,14 @@ class StylizeHandlers:
         """Ticks in the list (or a new box): keep the plan in step; the object just ticked becomes active."""
         session = _session(self.services, request)
         plan, active_update = self._sync_plan(objects, plan_text, active, box)
-        image = _render(session, int(index), objects, show_all) if "scene" in session.data else gr.update()
+        image = _render(session, int(index), objects, show_all) if "scene" in session.tab(TAB) else gr.update()
         return plan, active_update, image
 
     def example_handler(self, objects: list[str], plan_text: str, index: int, show_all: bool, request: gr.Request):
         """A "Try one" row: its objects and its own styles, the last object active."""
         session = _session(self.services, request)
         plan = parse_plan(plan_text)
-        loaded = session.data.get("scene")
+        loaded = session.tab(TAB).get("scene")
         names = {n.lower() for n in loaded.scene.object_names.values()} if loaded is not None else set()
         if loaded is not None and not all(o.lower() in names for o in objects):
             gr.Warning("The 'Try one' rows are for the built-in scene: choose it and press Load scene first.")
@@ -306,7 +309,7 @@ class StylizeHandlers:
         kept per click), moved to the same spot of the run's render size."""
         plan = parse_plan(plan_text)
         builtin = self.services.builtin_styles()
-        history = session.data.get("history", [])
+        history = session.history
         targets = list(objects or []) + (["box"] if (box or "").strip() else [])
         unknown = [k for k in plan if k not in targets]
         if unknown:
@@ -326,7 +329,7 @@ class StylizeHandlers:
                     v, x, y = (int(p) for p in obj.split(":", 1)[1].split(","))
                 except ValueError as err:
                     raise ValueError(f"{obj!r}: a click is written click:VIEW,X,Y") from err
-                shown = session.data.get("click_sizes", {}).get(obj) or session.data.get("size") or run_size
+                shown = session.tab(TAB).get("click_sizes", {}).get(obj) or session.tab(TAB).get("size") or run_size
                 if run_size and shown and run_size != shown:
                     x, y = (min(run_size - 1, int((c + 0.5) * run_size / shown)) for c in (x, y))
                 specs.append(TargetSpec(styles=styles, click=(v, x, y)))
@@ -351,10 +354,10 @@ class StylizeHandlers:
         """(spec, note): what is on screen is what is stylized. A scene chosen but not loaded is not used
         silently: the note says so. Without a scene on screen (API callers), the one named is used."""
         chosen, label = self._resolve(session, source, upload)
-        shown = session.data.get("spec")
+        shown = session.tab(TAB).get("spec")
         if shown is None or shown == chosen:
             return chosen, None
-        return shown, (f"Stylized the scene on screen (**{session.data.get('label')}**): press **Load scene** to "
+        return shown, (f"Stylized the scene on screen (**{session.tab(TAB).get('label')}**): press **Load scene** to "
                        f"switch to {label}.")
 
     def validate_handler(self, source, upload, objects, box, plan_text, style_upload, iters, style_weight,
@@ -404,53 +407,32 @@ class StylizeHandlers:
         except ValueError as err:
             raise gr.Error(public_message(err)) from err
         self._check_disk(session)
-        if not session.busy.acquire(blocking=False):
-            raise gr.Error("a stylization is already running in this session")
-        try:
-            yield from self._run_job(session, spec, targets, cfg, size, view_index, progress, note)
-        finally:
-            session.busy.release()
-
-    def _run_job(self, session, spec, targets, cfg, size, view_index, progress, note):
-        session.stop.clear()
         out_dir = session.new_dir("run")
         options = RunOptions(scene=spec, size=int(size), stylize=cfg)
-        events: queue.Queue = queue.Queue()
-        outcome: dict = {}
 
-        def work() -> None:
-            try:
-                outcome["manifest"] = run(
-                    targets,
-                    out_dir,
-                    options,
-                    progress=lambda stage, frac, msg: events.put(("progress", stage, frac, msg)),
-                    should_stop=session.stop.is_set,
-                    preview=lambda step, img: events.put(("preview", step, to_uint8(img), None)),
-                    preview_every=self.services.config.preview_every,
-                    preview_view=int(view_index),
-                )
-            except ValueError as err:
-                outcome["error"] = public_message(err)
-            except Exception as err:  # noqa: BLE001 - reported to the page, the server keeps serving
-                logger.exception("stylization failed")
-                outcome["error"] = f"stylization failed: {type(err).__name__}: {public_message(err)}"
-            finally:
-                events.put(None)
+        def work(emit, should_stop):
+            return run(targets, out_dir, options, progress=lambda stage, frac, msg: emit("progress", stage, frac, msg),
+                       should_stop=should_stop, preview=lambda step, img: emit("preview", step, to_uint8(img)),
+                       preview_every=self.services.config.preview_every, preview_view=int(view_index))
 
-        threading.Thread(target=work, name=f"stylize-{session.id}", daemon=True).start()
         last = "starting"
-        while (event := events.get()) is not None:
-            kind, a, b, msg = event
-            if kind == "progress":
-                last = f"{a}: {msg}"
-                progress(b, desc=last)
-            else:
-                yield {"view": _upscale(b), "status": f"Step {a}/{cfg.iters} ({last}): live preview of view "
-                                                      f"{int(view_index)}. **Stop early** keeps what is there."}
-        if "error" in outcome:
-            raise gr.Error(outcome["error"])
-        results = self._results(session, spec, int(size), out_dir, outcome["manifest"], int(view_index))
+        job = run_job(self.services, session, "stylization", work,
+                      busy_message="a stylization is already running in this session")
+        manifest = None
+        try:
+            while True:
+                event = next(job)
+                if event[0] == "waiting":
+                    yield {"status": "Waiting for a free slot: the studio is busy with other visitors' jobs."}
+                elif event[0] == "progress":
+                    last = f"{event[1]}: {event[3]}"
+                    progress(event[2], desc=last)
+                else:
+                    yield {"view": _upscale(event[2]), "status": f"Step {event[1]}/{cfg.iters} ({last}): live "
+                           f"preview of view {int(view_index)}. **Stop early** keeps what is there."}
+        except StopIteration as done:
+            manifest = done.value
+        results = self._results(session, spec, int(size), out_dir, manifest, int(view_index))
         if note:
             results["status"] = note + " " + results["status"]
         yield results
@@ -459,13 +441,13 @@ class StylizeHandlers:
     def _results(session: Session, spec: str, size: int, out_dir: Path, manifest: dict, view_index: int) -> dict:
         renders = sorted((out_dir / "renders").glob("*.png"))
         after = renders[min(view_index, len(renders) - 1)]
-        if session.data.get("spec") != spec or session.data.get("size") != size:  # keep the viewer in step
-            session.data.update(scene=load_scene(spec, size), spec=spec, size=size, view=None, view_index=None,
+        if session.tab(TAB).get("spec") != spec or session.tab(TAB).get("size") != size:  # keep the viewer in step
+            session.tab(TAB).update(scene=load_scene(spec, size), spec=spec, size=size, view=None, view_index=None,
                                 segment_ids=None)
-        loaded = session.data["scene"]
+        loaded = session.tab(TAB)["scene"]
         before = preview_view(loaded.scene, loaded.cameras, view_index, loaded.background)
-        session.data.update(view=before, view_index=view_index)
-        history = session.data.setdefault("history", [])
+        session.tab(TAB).update(view=before, view_index=view_index)
+        history = session.history
         history.append(str(after))
         archive = zip_dir(out_dir, out_dir.parent / f"{out_dir.name}.zip")
         viewer = write_viewer_ply(out_dir / "stylized.ply", out_dir.parent / f"{out_dir.name}-viewer.ply")

@@ -22,8 +22,9 @@ HELP = """**1.** Load a scene (or reconstruct one from a dataset) · **2.** Clic
 **4.** Stylize. Everything else in the scene stays exactly as it was."""
 
 
-def build(services: Services, demo: gr.Blocks) -> None:
-    """Lay out the tab inside ``demo`` and wire its events (the built-in scene shows on page load)."""
+def build(services: Services, demo: gr.Blocks, shared: dict) -> None:
+    """Lay out the tab inside ``demo`` and wire its events (the built-in scene shows on page load). Puts the
+    style history gallery in ``shared["history"]`` for tabs that add to it."""
     styles = services.builtin_styles()
     c: dict[str, gr.components.Component] = {}
     gr.Markdown(HELP)
@@ -265,3 +266,4 @@ def build(services: Services, demo: gr.Blocks) -> None:
         show_progress_on=[progress_bar],
     ).then(lambda: gr.update(interactive=True, value="Stylize"), None, run_btn, api_visibility="private")
     cancel_btn.click(h.cancel_handler, None, c["status"], api_name="cancel", concurrency_id="light")
+    shared["history"] = c["history"]

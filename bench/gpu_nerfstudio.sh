@@ -101,6 +101,6 @@ EOF
 stamp "pytest -m gpu tests/test_nerfstudio_plugin.py"
 python3 -m pytest -q -m gpu tests/test_nerfstudio_plugin.py -p no:cacheprovider 2>&1 | grep -v -i warn | tail -15
 stamp "pocket-studio reconstruct on CUDA (gsplat training path, 300 steps)"
-[ "${SKIP_RECON:-0}" = 1 ] || timeout 120 python3 -m stylize3d.cli reconstruct --data $DATA --out "$OUT/recon.ply" --iters 300 --device cuda 2>&1 \
+[ "${SKIP_RECON:-0}" = 1 ] || timeout 120 python3 -m app.cli reconstruct --data $DATA --out "$OUT/recon.ply" --iters 300 --device cuda 2>&1 \
     | grep -v -i warn | tr '\r' '\n' | grep -v "it/s\]$" | tail -8
 stamp "done"

@@ -453,6 +453,14 @@ def train(data: NerfstudioDataset, cfg: ReconstructConfig, device: torch.device 
     return scene, stats
 
 
+def resolve_device(name: str = "auto") -> str:
+    """``auto`` -> cuda when available, else cpu; a CUDA device asked for without CUDA is an error."""
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    return device
+
+
 def reconstruct(dataset_dir: str | os.PathLike, out_ply: str | os.PathLike,
                 config: ReconstructConfig = ReconstructConfig(), device: torch.device | str = "cpu",
                 progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> dict:

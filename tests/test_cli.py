@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylize3d.cli import main
+from app.cli import main
 
 STYLE = "assets/styles/mosaic.png"
 

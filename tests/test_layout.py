@@ -24,7 +24,7 @@ def test_engines_are_independent_of_the_ui_and_of_each_other():
 
 def test_console_script_declared():
     text = (ROOT / "pyproject.toml").read_text()
-    assert 'pocket-studio = "stylize3d.cli:main"' in text
+    assert 'pocket-studio = "app.cli:main"' in text
 
 
 def test_app_holds_no_model_code():

@@ -271,7 +271,7 @@ def test_a_splatfacto_run_is_a_scene_for_the_command_line(run_dir, tmp_path, tin
     """`pocket-studio stylize --scene RUN_DIR --box ...`: an unlabelled run is selected in 3D and stylized."""
     import json
 
-    from stylize3d.cli import main
+    from app.cli import main
 
     _, scene, _ = tiny_builtin
     cube = scene.means[scene.labels == scene.object_id("cube")]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from stylize3d.cli import main
+from app.cli import main
 from stylize3d.densify import DensifyConfig
 from stylize3d.nerfstudio_data import read_dataset
 from stylize3d.plane_sweep import neighbour_views, sweep_depth

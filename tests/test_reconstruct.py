@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
+from app.cli import main
 from stylize3d.builtin_scene import BuiltinSceneConfig, write_builtin_scene
 from stylize3d.cameras import orbit_cameras
-from stylize3d.cli import main
 from stylize3d.densify import DensifyConfig, DensifyState, densify_and_prune
 from stylize3d.nerfstudio_data import read_dataset
 from stylize3d.ply import read_ply

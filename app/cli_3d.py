@@ -1,21 +1,18 @@
-"""``pocket-studio`` command line: ``scene objects``, ``stylize`` and ``reconstruct`` (the studio is ``app.py``)."""
+"""The 3D commands of ``pocket-studio``: ``scene objects``, ``stylize`` and ``reconstruct``."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import math
-import re
 import sys
 from dataclasses import replace
 
-from .pipeline import RunOptions, TargetSpec
-from .reconstruct import ReconstructConfig
-from .selection import parse_box
-from .stylize import StylizeConfig
+from stylize3d.pipeline import RunOptions, TargetSpec
+from stylize3d.reconstruct import ReconstructConfig
+from stylize3d.selection import parse_box
+from stylize3d.stylize import StylizeConfig
 
-logger = logging.getLogger("pocket_studio")
+from .cli_types import device, finite
 
 
 class _Ordered(argparse.Action):
@@ -52,60 +49,16 @@ def _targets(ordered: list[tuple[str, str]]) -> list[TargetSpec]:
     return targets
 
 
-class _Parser(argparse.ArgumentParser):
-    """Every usage error ends with the same ``pocket-studio: error: ...`` line (and exit 2) as a runtime one."""
-
-    def error(self, message: str):
-        self.print_usage(sys.stderr)
-        self.exit(2, f"pocket-studio: error: {self.prog.removeprefix('pocket-studio').strip()}"
-                     f"{': ' if self.prog != 'pocket-studio' else ''}{message}\n")
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def _device(text: str) -> str:
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda or cuda:N")
-    return text
-
-
-# options whose value may start with '-' (``--box -1,-1,0,1,1,2``, ``--lr -inf``): argparse would take it for an
-# option and say "expected one argument" instead of what is wrong with the value
-_SIGNED_VALUES = ("--box", "--click", "--lr", "--style-weight", "--content-weight", "--seed", "--iters", "--size")
-
-
-def _join_signed_values(argv: list[str]) -> list[str]:
-    out, i = [], 0
-    while i < len(argv):
-        if argv[i] in _SIGNED_VALUES and i + 1 < len(argv) and re.match(r"-(\d|\.|inf|nan)", argv[i + 1], re.I):
-            out.append(f"{argv[i]}={argv[i + 1]}")
-            i += 2
-        else:
-            out.append(argv[i])
-            i += 1
-    return out
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="pocket-studio", description="Pocket Studio: per-object 3D stylization.")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def register(sub) -> None:
     scene = sub.add_parser("scene", help="inspect scenes")
-    scene_sub = scene.add_subparsers(dest="scene_command", required=True)
+    scene.set_defaults(run=_cmd_objects)
+    scene_sub = scene.add_subparsers(dest="scene_command", required=True, parser_class=type(scene))
     objects = scene_sub.add_parser("objects", help="list a scene's objects (names and ids)")
     objects.add_argument("--scene", default="builtin", help="builtin | PATH.ply | DATASET_DIR")
     objects.add_argument("--json", action="store_true", help="print JSON")
 
     st = sub.add_parser("stylize", help="stylize objects of a scene and export the results")
+    st.set_defaults(run=_cmd_stylize)
     st.add_argument("--scene", default="builtin", help="builtin | PATH.ply | DATASET_DIR (default: builtin)")
     st.add_argument("--object", action=_Ordered, help="object name or id (repeatable; each followed by --style)")
     st.add_argument("--box", action=_Ordered, help="select Gaussians in a 3D box x0,y0,z0,x1,y1,z1")
@@ -115,9 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--iters", type=int, default=d.iters, help=f"optimisation steps (default {d.iters})")
     st.add_argument("--size", type=int, default=RunOptions.size, help=f"render size in pixels (default {RunOptions.size})")
     st.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
-    st.add_argument("--lr", type=_finite, default=d.lr, help=f"learning rate (default {d.lr})")
-    st.add_argument("--style-weight", type=_finite, default=d.style_weight)
-    st.add_argument("--content-weight", type=_finite, default=d.content_weight)
+    st.add_argument("--lr", type=finite, default=d.lr, help=f"learning rate (default {d.lr})")
+    st.add_argument("--style-weight", type=finite, default=d.style_weight)
+    st.add_argument("--content-weight", type=finite, default=d.content_weight)
     st.add_argument("--no-color-transfer", action="store_true", help="skip ARF's colour transfer")
     st.add_argument("--backbone", default="auto", choices=["auto", "vgg16", "effnet-lite0"])
     st.add_argument("--vgg-weights", default=None, help="path to torchvision's vgg16-397923af.pth")
@@ -126,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--out", required=True, help="output folder (written atomically)")
 
     rc = sub.add_parser("reconstruct", help="train labelled 3D Gaussians from a nerfstudio dataset")
+    rc.set_defaults(run=_cmd_reconstruct)
     rd = ReconstructConfig()
     rc.add_argument("--data", required=True, help="nerfstudio dataset folder (transforms.json, images, masks)")
     rc.add_argument("--out", required=True, help="output .ply (written atomically)")
@@ -134,12 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     rc.add_argument("--seed", type=int, default=rd.seed, help="random seed (default 0)")
     rc.add_argument("--holdout-every", type=int, default=rd.holdout_every,
                     help=f"hold out every K-th view for the PSNR, 0 = none (default {rd.holdout_every})")
-    rc.add_argument("--device", type=_device, default="auto", help="auto | cpu | cuda[:N] (auto: cuda when available)")
-    return p
+    rc.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda[:N] (auto: cuda when available)")
 
 
 def _cmd_objects(args) -> int:
-    from .scenes import load_scene
+    from stylize3d.scenes import load_scene
 
     scene = load_scene(args.scene, 64).scene
     counts = {oid: int((scene.labels == oid).sum()) for oid in scene.object_names}
@@ -157,7 +110,7 @@ def _cmd_stylize(args) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from .pipeline import run
+    from stylize3d.pipeline import run
 
     targets = _targets(getattr(args, "ordered", None) or [])
     cfg = replace(StylizeConfig(), iters=args.iters, seed=args.seed, lr=args.lr, style_weight=args.style_weight,
@@ -192,17 +145,14 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 
 
 def _cmd_reconstruct(args) -> int:
-    import torch
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from .reconstruct import reconstruct
+    from stylize3d.reconstruct import reconstruct, resolve_device
 
     cfg = replace(ReconstructConfig(), iters=args.iters, size=args.size, seed=args.seed,
                   holdout_every=args.holdout_every)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    device = resolve_device(args.device)
     bar = tqdm(total=cfg.iters, file=sys.stderr, desc="reconstruct")
 
     def progress(step: int, total: int, msg: str) -> None:
@@ -217,33 +167,3 @@ def _cmd_reconstruct(args) -> int:
     if stats.get("advice"):
         print(f"warning: {stats['advice']}", file=sys.stderr)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(_join_signed_values(list(sys.argv[1:] if argv is None else argv)))
-    except SystemExit as exit_:  # usage errors (already printed) and --help, as a return code
-        return int(exit_.code or 0)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.command == "scene":
-            return _cmd_objects(args)
-        if args.command == "reconstruct":
-            return _cmd_reconstruct(args)
-        return _cmd_stylize(args)
-    except (ValueError, OSError) as err:
-        print(f"pocket-studio: error: {err}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print("pocket-studio: error: out of memory: try a smaller --size or fewer views", file=sys.stderr)
-        return 2
-    except Exception as err:  # noqa: BLE001 - one error line, the traceback only with -v
-        logger.debug("unexpected error", exc_info=True)
-        print(f"pocket-studio: error: unexpected {type(err).__name__}: {err} (run with -v for the traceback)",
-              file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The Image tab: a prompt becomes an image in a few steps from a compact on-device model; "Use as style" hands
+it to the 3D Stylize tab (it appears there as ``history:N``).
+
+Models: the shipped default, or a diffusers pipeline folder the operator named with ``--model-dir`` (visitors
+pick by name, never by path). Each loads once, on first use, into the studio's shared model cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+from generators.pipelines.loading import (
+    DEFAULT_T2I,
+    MAX_GUIDANCE,
+    MAX_IMAGES,
+    MAX_STEPS,
+    check_request,
+    describe,
+    folder_widths,
+    generate,
+    load_t2i,
+)
+from stylize3d.atomic import atomic_open
+
+from .jobs import run_job
+from .public_errors import public_message
+from .services import Services
+
+TAB = "image"
+DEFAULT_NAME = "Pocket T2I (shipped)"
+EXAMPLES = [
+    "a pattern of blue and white waves",
+    "a pattern of red and yellow stripes",
+    "a pattern of green and black mosaic tiles",
+    "orange brush strokes on blue",
+    "a photo of a red circle left of a blue square",
+    "a photo of three yellow stars",
+]
+
+
+def model_choices(services: Services) -> dict[str, Path]:
+    """Name shown -> folder: the shipped default first, then the operator's folders."""
+    choices = {DEFAULT_NAME: DEFAULT_T2I}
+    for folder in services.config.model_dirs:
+        name = Path(folder).name
+        while name in choices:
+            name += "'"
+        choices[name] = Path(folder)
+    return choices
+
+
+class ImageHandlers:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.choices = model_choices(services)
+
+    def _pipe(self, name: str):
+        if name not in self.choices:
+            raise gr.Error(f"unknown model {name!r}: choose one of {', '.join(self.choices)}")
+        folder = self.choices[name]
+        return self.services.models.get(f"t2i:{folder}", lambda: (load_t2i(folder), threading.Lock()))
+
+    def model_handler(self, name: str):
+        widths = folder_widths(self.choices.get(name))
+        return gr.update(choices=[f"{w:g}" for w in widths], value=f"{widths[-1]:g}", visible=len(widths) > 1)
+
+    def generate_handler(self, prompt: str, negative: str, steps: float, guidance: float, seed: float, width: str,
+                         model: str, count: float, request: gr.Request, progress=gr.Progress()):
+        """Generate images; they join the session's gallery. Returns (gallery, status)."""
+        session = self.services.sessions.get(getattr(request, "session_hash", None))
+        try:
+            steps, seed, count = int(steps), int(seed), int(count)
+            width_mult = float(width or 1.0)
+            check_request(prompt, negative or "", steps, guidance, seed, count)
+        except (TypeError, ValueError) as err:
+            raise gr.Error(public_message(err)) from err
+        state = session.tab(TAB)
+
+        def work(emit, should_stop):
+            emit("progress", 0, steps, "loading the model")
+            pipe, lock = self._pipe(model)
+
+            def on_step(i, total):
+                emit("progress", i, total, f"step {i}/{total}")
+
+            with lock:  # a pipeline's scheduler keeps per-call state: one generation per model at a time
+                images, info = generate(pipe, prompt, negative or "", steps, float(guidance), seed, count,
+                                        width_mult, on_step=on_step)
+            return images, info, describe(pipe, self.choices[model])
+
+        job = run_job(self.services, session, "generation", work)
+        try:
+            while True:
+                event = next(job)
+                if event[0] == "progress":
+                    progress(event[1] / max(1, event[2]), desc=event[3])
+        except StopIteration as done:
+            images, info, label = done.value
+        folder = session.new_dir("image")
+        folder.mkdir(parents=True, exist_ok=True)
+        items = state.setdefault("images", [])
+        for i, img in enumerate(images):
+            path = folder / f"{i}.png"
+            with atomic_open(path) as f:
+                img.save(f, format="PNG")
+            items.append((str(path), f"{prompt[:60]} (seed {seed}, #{i + 1})"))
+        state["selected"] = len(items) - 1
+        status = (f"Made {len(images)} image{'s' * (len(images) > 1)} with **{label}**: {info['steps']} steps, "
+                  f"guidance {info['guidance']:g}, seed {info['seed']}, width {info['width_mult']:g}x, "
+                  f"{info['seconds']:.1f} s. Select one and press **Use as style** to stylize a 3D object with it.")
+        return gr.update(value=list(items), selected_index=len(items) - 1), status
+
+    def select_handler(self, evt: gr.SelectData, request: gr.Request):
+        session = self.services.sessions.get(getattr(request, "session_hash", None))
+        session.tab(TAB)["selected"] = int(evt.index)
+
+    def use_as_style_handler(self, request: gr.Request):
+        """Add the selected image to the session's style history; returns (history gallery, status)."""
+        session = self.services.sessions.get(getattr(request, "session_hash", None))
+        state = session.tab(TAB)
+        items, selected = state.get("images", []), state.get("selected")
+        if not items or selected is None or not 0 <= selected < len(items):
+            raise gr.Error("no image yet: generate one first")
+        path = items[selected][0]
+        if path not in session.history:
+            session.history.append(path)
+        n = session.history.index(path)
+        return list(session.history), (f"Added as style **history:{n}**: in the 3D Stylize tab, click it under "
+                                       "*Studio history* after selecting an object.")
+
+
+def build(services: Services, demo: gr.Blocks, shared: dict) -> None:
+    h = ImageHandlers(services)
+    names = list(h.choices)
+    widths = folder_widths(h.choices[names[0]])
+    gr.Markdown("Type a prompt, get an image from a compact on-device model in a few steps. The shipped model "
+                "was trained here on shapes and textures: textures make good styles for 3D objects.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            prompt = gr.Textbox(label="Prompt", value=EXAMPLES[0], lines=2, max_length=2000, elem_id="t2i-prompt")
+            negative = gr.Textbox(label="Negative prompt", value="", elem_id="t2i-negative", max_length=2000)
+            examples = gr.Dataset(components=[gr.Textbox(visible=False)], samples=[[e] for e in EXAMPLES],
+                                  label="Try one", elem_id="t2i-examples")
+            with gr.Row():
+                steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Steps", elem_id="t2i-steps")
+                guidance = gr.Slider(0, MAX_GUIDANCE, value=4.0, step=0.5, label="Guidance", elem_id="t2i-guidance")
+            with gr.Row():
+                seed = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="t2i-seed")
+                count = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Images", elem_id="t2i-count")
+            with gr.Row():
+                model = gr.Dropdown(names, value=names[0], label="Model", elem_id="t2i-model",
+                                    interactive=len(names) > 1)
+                width = gr.Radio([f"{w:g}" for w in widths], value=f"{widths[-1]:g}", label="Width (elastic)",
+                                 visible=len(widths) > 1, elem_id="t2i-width")
+            go = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
+            progress_bar = gr.HTML("", elem_id="t2i-progress", padding=False)
+        with gr.Column(scale=3):
+            gallery = gr.Gallery([], label="This session's images", columns=4, height=360, format="png",
+                                 elem_id="t2i-gallery")
+            use = gr.Button("Use as style", elem_id="t2i-use")
+            status = gr.Markdown("", elem_id="t2i-status")
+    examples.click(lambda i: EXAMPLES[i], examples, prompt, api_visibility="private")
+    model.change(h.model_handler, model, width, api_visibility="private")
+    go.click(h.generate_handler, [prompt, negative, steps, guidance, seed, width, model, count], [gallery, status],
+             api_name="generate", concurrency_limit=services.config.concurrency, concurrency_id="generate",
+             show_progress_on=[progress_bar])
+    gallery.select(h.select_handler, None, None, api_visibility="private")
+    use.click(h.use_as_style_handler, None, [shared["history"], status], api_name="use_as_style",
+              concurrency_id="light")

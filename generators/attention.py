@@ -1,0 +1,196 @@
+"""Attention for the compact generators: multi-query / grouped-query attention and SnapGen++'s ASSA.
+
+Every fast path has a slow, obvious twin (``*_reference``) that the tests compare against, forward and backward.
+Shapes: tokens are (B, N, C); heads split C into (H, C/H). Query heads share key/value heads in groups of
+H / H_kv (H_kv = 1: multi-query, SnapGen; H_kv = 8: grouped-query, SnapGen++).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    b, n, c = x.shape
+    return x.view(b, n, heads, c // heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Softmax attention with (B, H, N, D) queries and (B, H_kv, M, D) keys/values, H a multiple of H_kv."""
+    h, hkv = q.shape[1], k.shape[1]
+    if h != hkv:
+        k = k.repeat_interleave(h // hkv, dim=1)
+        v = v.repeat_interleave(h // hkv, dim=1)
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+def grouped_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Twin of :func:`grouped_attention`: one head at a time, explicit softmax."""
+    h, hkv = q.shape[1], k.shape[1]
+    outs = []
+    for i in range(h):
+        j = i // (h // hkv)
+        w = (q[:, i] @ k[:, j].transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        outs.append(w.softmax(-1) @ v[:, j])
+    return torch.stack(outs, dim=1)
+
+
+def slim_linear(x: torch.Tensor, layer: nn.Linear, out_features: int | None = None) -> torch.Tensor:
+    """``layer`` restricted to its first ``x.shape[-1]`` inputs and ``out_features`` outputs (slimmable
+    networks: a narrower width is the leading slice of every projection)."""
+    out_features = out_features or layer.out_features
+    w = layer.weight[:out_features, : x.shape[-1]]
+    b = layer.bias[:out_features] if layer.bias is not None else None
+    return F.linear(x, w, b)
+
+
+class Attention(nn.Module):
+    """Self- or cross-attention with ``kv_heads`` key/value heads (1 = MQA, < heads = GQA, = heads = MHA).
+
+    With ``context_dim`` the keys and values come from ``encoder_hidden_states`` (cross-attention). RMS QK-norm
+    keeps logits bounded in small, fast-trained models. ``forward(..., heads=h)`` runs the leading ``h`` query
+    heads (and ``h * kv_heads / heads`` KV heads) on an input of width ``h * head_dim``: the elastic slice.
+    """
+
+    def __init__(self, dim: int, heads: int, kv_heads: int = 1, context_dim: int | None = None,
+                 qk_norm: bool = True):
+        super().__init__()
+        if dim % heads or heads % kv_heads:
+            raise ValueError(f"dim {dim} must split into {heads} heads, and heads into {kv_heads} KV heads")
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, dim // heads
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(context_dim or dim, kv_heads * self.head_dim, bias=False)
+        self.to_v = nn.Linear(context_dim or dim, kv_heads * self.head_dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+        self.norm_q = nn.RMSNorm(self.head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.norm_k = nn.RMSNorm(self.head_dim, eps=1e-6) if qk_norm else nn.Identity()
+
+    def active(self, heads: int | None) -> tuple[int, int]:
+        heads = heads or self.heads
+        if heads * self.kv_heads % self.heads:
+            raise ValueError(f"{heads} of {self.heads} heads leaves no whole number of the {self.kv_heads} KV heads")
+        return heads, heads * self.kv_heads // self.heads
+
+    def project(self, x: torch.Tensor, context: torch.Tensor | None = None, heads: int | None = None):
+        h, hkv = self.active(heads)
+        ctx = x if context is None else context
+        q = self.norm_q(split_heads(slim_linear(x, self.to_q, h * self.head_dim), h))
+        k = self.norm_k(split_heads(slim_linear(ctx, self.to_k, hkv * self.head_dim), hkv))
+        v = split_heads(slim_linear(ctx, self.to_v, hkv * self.head_dim), hkv)
+        return q, k, v
+
+    def out(self, o: torch.Tensor) -> torch.Tensor:
+        o = merge_heads(o)
+        return slim_linear(o, self.to_out, o.shape[-1])
+
+    def forward(self, x: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                heads: int | None = None) -> torch.Tensor:
+        q, k, v = self.project(x, encoder_hidden_states, heads)
+        return self.out(grouped_attention(q, k, v))
+
+
+# -- ASSA: adaptive sparse self-attention (SnapGen++) ----------------------------------------------------------
+
+def block_grid(side: int, blocks: int) -> int:
+    """Blocks per side for ``blocks`` blocks on a ``side`` x ``side`` map (B must be a square, side divisible)."""
+    g = math.isqrt(blocks)
+    if g * g != blocks or side % g:
+        raise ValueError(f"{blocks} blocks need a square grid dividing the {side}x{side} map")
+    return g
+
+
+def local_block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, side: int, blocks: int,
+                          radius: int) -> torch.Tensor:
+    """Each query attends to the keys of its own block and the blocks within ``radius`` (Chebyshev, in blocks).
+
+    (B, H, N, D) queries on a side x side map, (B, H_kv, N, D) keys/values. The neighbourhood is gathered with
+    ``unfold`` over a block grid padded by ``radius`` empty blocks, which a mask removes.
+    """
+    b, h, n, d = q.shape
+    hkv = k.shape[1]
+    g = block_grid(side, blocks)
+    s = side // g
+    r = min(radius, g - 1)
+    w = 2 * r + 1
+
+    def to_blocks(t):  # (B, h, N, D) -> (B, h, g, g, s*s, D)
+        t = t.reshape(t.shape[0], t.shape[1], g, s, g, s, d).permute(0, 1, 2, 4, 3, 5, 6)
+        return t.reshape(t.shape[0], t.shape[1], g, g, s * s, d)
+
+    def neighbours(t):  # (B, h, g, g, s*s, D) -> (B, h, g, g, w*w*s*s, D)
+        hh = t.shape[1]
+        t = t.permute(0, 1, 4, 5, 2, 3).reshape(b, hh * s * s * d, g, g)
+        t = F.unfold(F.pad(t, (r, r, r, r)), kernel_size=w)  # (B, hh*s*s*d*w*w, g*g)
+        t = t.reshape(b, hh, s * s, d, w * w, g, g).permute(0, 1, 5, 6, 4, 2, 3)
+        return t.reshape(b, hh, g, g, w * w * s * s, d)
+
+    qb = to_blocks(q)
+    kb, vb = neighbours(to_blocks(k)), neighbours(to_blocks(v))
+    valid = torch.ones(1, 1, g, g, device=q.device)
+    valid = F.unfold(F.pad(valid, (r, r, r, r)), kernel_size=w).reshape(w * w, g, g).permute(1, 2, 0) > 0.5
+    mask = valid[:, :, :, None].expand(g, g, w * w, s * s).reshape(g, g, 1, w * w * s * s)
+    if h != hkv:
+        kb, vb = kb.repeat_interleave(h // hkv, 1), vb.repeat_interleave(h // hkv, 1)
+    o = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # (B, h, g, g, s*s, D)
+    o = o.reshape(b, h, g, g, s, s, d).permute(0, 1, 2, 4, 3, 5, 6)
+    return o.reshape(b, h, n, d)
+
+
+def local_block_attention_reference(q, k, v, side: int, blocks: int, radius: int) -> torch.Tensor:
+    """Twin of :func:`local_block_attention`: for every query, list its allowed keys and take a softmax."""
+    b, h, n, d = q.shape
+    g = block_grid(side, blocks)
+    s = side // g
+    k = k.repeat_interleave(h // k.shape[1], 1)
+    v = v.repeat_interleave(h // v.shape[1], 1)
+    out = torch.zeros_like(q)
+    rows = torch.arange(n) // side // s
+    cols = torch.arange(n) % side // s
+    for i in range(n):
+        allowed = ((rows - rows[i]).abs() <= radius) & ((cols - cols[i]).abs() <= radius)
+        w = (q[:, :, i:i + 1] @ k[:, :, allowed].transpose(-1, -2)) / math.sqrt(d)
+        out[:, :, i:i + 1] = w.softmax(-1) @ v[:, :, allowed]
+    return out
+
+
+class ASSA(nn.Module):
+    """Adaptive sparse self-attention: a global branch on K,V compressed by a 2x2 stride-2 (depthwise) conv and
+    a local branch of blockwise neighbourhood attention, mixed per head and per token by a sigmoid gate computed
+    from the input: out_h = g_h * local_h + (1 - g_h) * global_h."""
+
+    def __init__(self, dim: int, heads: int, kv_heads: int = 1, blocks: int = 16, radius: int = 1,
+                 qk_norm: bool = True):
+        super().__init__()
+        self.attn = Attention(dim, heads, kv_heads, qk_norm=qk_norm)
+        self.compress = nn.Conv2d(dim, dim, 2, stride=2, groups=dim)
+        self.gate = nn.Linear(dim, heads)
+        self.blocks, self.radius = blocks, radius
+
+    def branches(self, x: torch.Tensor, side: int, heads: int | None = None):
+        """(gate (B,h,N,1), local (B,h,N,D), global (B,h,N,D)) before the output projection."""
+        a = self.attn
+        h, hkv = a.active(heads)
+        c = x.shape[-1]
+        q, k, v = a.project(x, heads=h)
+        grid = x.transpose(1, 2).reshape(x.shape[0], c, side, side)
+        small = F.conv2d(grid, self.compress.weight[:c], self.compress.bias[:c], stride=2, groups=c)
+        small = small.flatten(2).transpose(1, 2)
+        kg = a.norm_k(split_heads(slim_linear(small, a.to_k, hkv * a.head_dim), hkv))
+        vg = split_heads(slim_linear(small, a.to_v, hkv * a.head_dim), hkv)
+        local = local_block_attention(q, k, v, side, self.blocks, self.radius)
+        glob = grouped_attention(q, kg, vg)
+        gate = torch.sigmoid(slim_linear(x, self.gate, h)).transpose(1, 2)[..., None]
+        return gate, local, glob
+
+    def forward(self, x: torch.Tensor, side: int, heads: int | None = None) -> torch.Tensor:
+        gate, local, glob = self.branches(x, side, heads)
+        return self.attn.out(gate * local + (1 - gate) * glob)

@@ -1,0 +1,1 @@
+"""Rule-based evaluation of generated images (ShapesEval, a GenEval analogue)."""

@@ -1,0 +1,9 @@
+"""Denoisers: one family per module."""
+
+from .snapgen_dit import SnapGenDiT
+from .snapgen_unet import SnapGenUNet
+
+FAMILIES = {"unet": SnapGenUNet, "dit": SnapGenDiT}
+"""Family name (as training configs and checkpoints say it) -> class."""
+
+__all__ = ["FAMILIES", "SnapGenDiT", "SnapGenUNet"]

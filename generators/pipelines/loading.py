@@ -1,0 +1,126 @@
+"""Finding and loading a text-to-image backend: the shipped default, or any local diffusers pipeline folder.
+
+Nothing here downloads: folders are read with ``local_files_only``. A folder that is not a pipeline, or whose
+weights do not fit their config or hold NaNs, is a ``ValueError`` naming the folder and the part.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from .text_to_image import PocketTextToImagePipeline, check_prompt
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_T2I = ROOT / "assets" / "models" / "pocket-t2i"
+"""The shipped default (trained here; model card beside it)."""
+
+MAX_STEPS, MAX_GUIDANCE, MAX_IMAGES = 100, 20.0, 16
+
+
+def _check_finite(pipe, folder: Path) -> None:
+    for name, module in pipe.components.items():
+        if isinstance(module, torch.nn.Module):
+            for pname, p in module.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise ValueError(f"{folder}: {name} weight {pname} holds NaN or infinite values (a broken checkpoint)")
+
+
+def load_t2i(folder: str | Path | None = None, device: str = "cpu"):
+    """A pipeline from a local folder (ours or any diffusers text-to-image pipeline); the default when None."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()  # loading bars: noise next to the generation's own progress
+    transformers_logging.disable_progress_bar()
+    folder = Path(folder) if folder is not None else DEFAULT_T2I
+    index = folder / "model_index.json"
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: no such model folder")
+    if not index.is_file():
+        raise ValueError(f"{folder}: not a diffusers pipeline folder (no model_index.json)")
+    try:
+        class_name = json.loads(index.read_text()).get("_class_name")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{index}: not valid JSON ({err})") from None
+    try:
+        if class_name == PocketTextToImagePipeline.__name__:
+            pipe = PocketTextToImagePipeline.from_pretrained(folder, local_files_only=True)
+        else:
+            from diffusers import DiffusionPipeline
+
+            pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, EnvironmentError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{folder}: could not load the pipeline: {first[:300]}") from None
+    _check_finite(pipe, folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def describe(pipe, folder: str | Path | None = None) -> str:
+    folder = Path(folder) if folder is not None else DEFAULT_T2I
+    denoiser = getattr(pipe, "denoiser", None) or getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+    params = sum(p.numel() for p in denoiser.parameters()) / 1e6 if denoiser is not None else float("nan")
+    return f"{folder.name} ({type(pipe).__name__}, {type(denoiser).__name__} {params:.1f}M)"
+
+
+def widths(pipe) -> tuple[float, ...]:
+    return getattr(pipe, "widths", (1.0,))
+
+
+def folder_widths(folder: str | Path | None = None) -> tuple[float, ...]:
+    """The elastic widths a pipeline folder's denoiser runs at, read from its config without loading weights."""
+    config = (Path(folder) if folder is not None else DEFAULT_T2I) / "denoiser" / "config.json"
+    try:
+        found = json.loads(config.read_text()).get("widths") or (1.0,)
+        return tuple(sorted(float(w) for w in found))
+    except (OSError, ValueError, TypeError):
+        return (1.0,)
+
+
+def check_request(prompt, negative_prompt: str = "", steps: int | None = 20, guidance: float | None = 4.0,
+                  seed: int = 0, n: int = 1) -> None:
+    """Everything about a request that can be judged before a model is loaded (None: the model's default)."""
+    check_prompt(prompt)
+    check_prompt(negative_prompt, "negative_prompt", allow_empty=True)
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS):
+        raise ValueError(f"steps must be a whole number in 1..{MAX_STEPS}, not {steps!r}")
+    if guidance is not None and (not isinstance(guidance, (int, float)) or not 0 <= float(guidance) <= MAX_GUIDANCE):
+        raise ValueError(f"guidance must be a number in [0, {MAX_GUIDANCE:g}], not {guidance!r}")
+    if not isinstance(n, int) or not 1 <= n <= MAX_IMAGES:
+        raise ValueError(f"number of images must lie in 1..{MAX_IMAGES}, not {n!r}")
+    if not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise ValueError(f"seed must be a whole number in [0, 2^63), not {seed!r}")
+
+
+def generate(pipe, prompt: str, negative_prompt: str = "", steps: int | None = None, guidance: float | None = None,
+             seed: int = 0, n: int = 1, width_mult: float = 1.0, on_step=None) -> tuple[list, dict]:
+    """(PIL images, what ran) for one prompt with any backend; ``on_step(i, total)`` after each step and may
+    raise to cancel. Defaults: 20 steps and guidance 4 for ours, the pipeline's own otherwise."""
+    ours = isinstance(pipe, PocketTextToImagePipeline)
+    steps = steps if steps is not None else (20 if ours else 4)
+    guidance = guidance if guidance is not None else (4.0 if ours else 0.0)
+    check_request(prompt, negative_prompt, steps, guidance, seed, n)
+    if width_mult not in widths(pipe):
+        raise ValueError(f"width {width_mult:g}x: this model runs at {', '.join(f'{w:g}x' for w in widths(pipe))}")
+
+    def callback(p, i, t, kw):
+        if on_step is not None:
+            on_step(i + 1, steps)
+        return {}
+
+    kwargs = dict(prompt=prompt, num_inference_steps=steps, guidance_scale=float(guidance),
+                  num_images_per_prompt=n, generator=torch.Generator().manual_seed(seed),
+                  callback_on_step_end=callback)
+    if negative_prompt and (ours or guidance > 1):
+        kwargs["negative_prompt"] = negative_prompt
+    if ours:
+        kwargs["width_mult"] = width_mult
+    t0 = time.perf_counter()
+    images = pipe(**kwargs).images
+    return images, {"steps": steps, "guidance": float(guidance), "seed": seed, "width_mult": width_mult,
+                    "seconds": round(time.perf_counter() - t0, 2)}

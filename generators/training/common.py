@@ -1,0 +1,113 @@
+"""What every training script shares: typed configs from JSON and flags, checkpoints that resume, a loss log.
+
+Checkpoints are folders ``DIR/checkpoint-STEP`` holding the model(s) in diffusers format (safetensors), the
+optimiser state (``torch.load(weights_only=True)``) and ``state.json``; ``--resume`` continues from the newest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _number_tuple(text: str) -> tuple:
+    return tuple(float(v) if any(c in v for c in ".eE") else int(v) for v in text.split(",") if v.strip())
+
+
+def config_from_args(cls, argv: list[str] | None, description: str):
+    """Parse ``--config FILE.json`` plus one flag per dataclass field (flags win), into ``cls``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", type=Path, help="JSON file with any of the fields below")
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kind = type(default) if default is not None else str
+        if kind is bool:
+            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=None)
+        elif kind in (tuple, list):
+            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
+                           type=_number_tuple, help=f"comma list (default {default})")
+        else:
+            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
+                           help=f"default {default}")
+    args = p.parse_args(argv)
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            values = json.loads(args.config.read_text())
+        except (OSError, ValueError) as err:
+            p.error(f"--config {args.config}: {err}")
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            p.error(f"--config {args.config}: unknown fields {sorted(unknown)}")
+    values.update({k: v for k, v in vars(args).items() if k != "config" and v is not None})
+    for f in dataclasses.fields(cls):
+        if f.name in values and isinstance(values[f.name], list):
+            values[f.name] = tuple(values[f.name])
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        p.error(str(err))
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted(Path(out).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return found[-1] if found else None
+
+
+def save_checkpoint(out: Path, step: int, models: dict[str, Any], optimizer: torch.optim.Optimizer,
+                    state: dict, keep: int = 2) -> Path:
+    """Write ``checkpoint-STEP`` atomically (a temp folder renamed into place) and keep the newest ``keep``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tmp-checkpoint-"))
+    for name, model in models.items():
+        model.save_pretrained(tmp / name)
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1))
+    final = out / f"checkpoint-{step}"
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
+        shutil.rmtree(old)
+    return final
+
+
+def load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> dict:
+    optimizer.load_state_dict(torch.load(Path(path) / "optimizer.pt", weights_only=True, map_location="cpu"))
+    return json.loads((Path(path) / "state.json").read_text())
+
+
+def cosine_lr(step: int, total: int, warmup: int, base: float, floor: float = 0.1) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+class LossLog:
+    """Appends one JSON line per logged step to ``DIR/loss.jsonl`` (kept across resumes)."""
+
+    def __init__(self, out: Path, enabled: bool = True):
+        self.path = Path(out) / "loss.jsonl"
+        self.enabled = enabled
+        self.t0 = time.time()
+
+    def write(self, step: int, **values: float) -> None:
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, "time_s": round(time.time() - self.t0, 1),
+                                **{k: round(float(v), 6) for k, v in values.items()}}) + "\n")

@@ -1,0 +1,83 @@
+"""The Image tab, as a visitor and an API caller meet it: a prompt becomes images that are the model's own
+pixels, "Use as style" puts one into the 3D Stylize tab as ``history:N``, and bad requests are named."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from generators.pipelines.loading import DEFAULT_T2I, generate, load_t2i
+
+from .studio_server import studio_server  # noqa: F401 - fixture
+from .test_studio_browser import CHROMIUM, _browser, _click_object, _engine_view, _open, _settle, _wait_text
+
+pytestmark = [pytest.mark.timeout(300),
+              pytest.mark.skipif(not (DEFAULT_T2I / "model_index.json").is_file(), reason="no shipped model")]
+
+PROMPT = "a pattern of red and yellow stripes"
+
+
+@pytest.fixture(scope="module")
+def expected():
+    """What the shipped model makes for PROMPT, seed 5, 6 steps, guidance 4: computed here, not by the server."""
+    images, _ = generate(load_t2i(), PROMPT, steps=6, guidance=4.0, seed=5, n=2)
+    return [np.asarray(im) for im in images]
+
+
+def test_generate_api_returns_the_models_images_and_refuses_bad_requests(studio_server, expected):  # noqa: F811
+    client = Client(studio_server.url, verbose=False)
+    gallery, status = client.predict(PROMPT, "", 6, 4.0, 5, "1", "Pocket T2I (shipped)", 2, api_name="/generate")
+    assert "Made 2 images" in status and "6 steps" in status
+    got = [np.asarray(Image.open(item["image"]).convert("RGB")) for item in gallery]
+    assert len(got) == 2
+    for g, e in zip(got, expected):  # PNG on the page: the model's pixels (up to float rounding across threads)
+        assert g.shape == e.shape and np.abs(g.astype(int) - e).max() <= 2
+    for args, message in [(("", "", 6, 4.0, 5), "empty"), ((PROMPT, "", 0, 4.0, 5), "steps"),
+                          ((PROMPT, "", 6, 99.0, 5), "guidance"), (("x" * 3000, "", 6, 4.0, 5), "characters")]:
+        with pytest.raises(AppError, match=message):
+            client.predict(*args, "1", "Pocket T2I (shipped)", 1, api_name="/generate")
+    with pytest.raises(AppError, match="unknown model"):
+        client.predict(PROMPT, "", 2, 4.0, 5, "1", "/etc/passwd", 1, api_name="/generate")
+    _, status = client.predict(PROMPT, "", 2, 4.0, 1, "1", "Pocket T2I (shipped)", 1, api_name="/generate")
+    assert "Made 1 image" in status  # still serving
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs Chromium at {CHROMIUM}")
+def test_generate_in_the_browser_and_use_it_as_a_style(studio_server, expected):  # noqa: F811
+    from playwright import sync_api
+
+    scene, view, _ = _engine_view(192)
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = _open(browser, studio_server.url)
+            page.get_by_role("tab", name="Image").click()
+            page.fill("#t2i-prompt textarea", PROMPT)
+            for elem, value in (("t2i-steps", 6), ("t2i-seed", 5)):
+                box = f"#{elem} input[type=number]"
+                page.fill(box, str(value))
+                page.press(box, "Enter")
+            page.click("#t2i-generate")
+            _wait_text(page, "#t2i-status", "Made 2 images", 120)
+            _settle(page)
+            thumbs = page.locator("#t2i-gallery img")
+            assert thumbs.count() >= 2
+            src = thumbs.first.get_attribute("src")
+            shown = np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+            assert any(np.abs(shown.astype(int) - e).max() <= 2 for e in expected), "the page shows the model's pixels"
+            page.click("#t2i-use")
+            _wait_text(page, "#t2i-status", "history:0", 30)
+            page.get_by_role("tab", name="3D Stylize").click()
+            page.wait_for_selector("#history img", timeout=30_000)
+            _click_object(page, view, scene, "cube")
+            page.locator("#history button.thumbnail-item").first.click()
+            _settle(page)
+            assert page.input_value("#plan textarea").strip() == "cube = history:0"
+        finally:
+            browser.close()

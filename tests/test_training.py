@@ -1,0 +1,99 @@
+"""Training scripts: the same script on one CPU process and under ``accelerate launch`` on two; checkpoints,
+EMA, the loss log, ``--resume``; the autoencoder trainer; and the command line around them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from app.cli import main
+from generators.training.common import latest_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_UNET = json.dumps(dict(block_out_channels=[16, 16, 16], transformer_layers=[0, 1, 1], layers_per_block=1,
+                            mid_transformer_layers=1, head_dim=8))
+
+
+@pytest.fixture(scope="module")
+def tiny_vae(tmp_path_factory):
+    from diffusers import AutoencoderKL
+
+    folder = tmp_path_factory.mktemp("vae")
+    torch.manual_seed(0)
+    AutoencoderKL(block_out_channels=(8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 3,
+                  up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=4,
+                  layers_per_block=1, sample_size=32).save_pretrained(folder)
+    return folder
+
+
+def _args(out, vae, steps, *extra):
+    return ["--out", str(out), "--vae", str(vae), "--image-size", "32", "--samples", "16", "--batch-size", "2",
+            "--steps", str(steps), "--checkpoint-every", "2", "--log-every", "1", "--model-config", TINY_UNET,
+            "--warmup", "1", *extra]
+
+
+def test_t2i_under_accelerate_on_two_cpu_processes(tiny_vae, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu",  # on a CPU-only machine: MULTI_CPU
+           "-m", "app.cli", "train", "t2i",
+           *_args(out, tiny_vae, 3, "--cpu")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (out / "cache").iterdir()) == ["data-0-32-8-0-of-2.pt", "data-0-32-8-1-of-2.pt"]
+    assert latest_checkpoint(out).name == "checkpoint-3"
+    assert (out / "pipeline" / "model_index.json").is_file()
+
+
+def test_t2i_single_process_resumes_where_it_stopped(tiny_vae, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "run"
+    assert main(["train", "t2i", *_args(out, tiny_vae, 2)]) == 0
+    first = torch.load(latest_checkpoint(out) / "optimizer.pt", weights_only=True)
+    assert json.loads((latest_checkpoint(out) / "state.json").read_text())["step"] == 2
+    assert main(["train", "t2i", *_args(out, tiny_vae, 4, "--resume")]) == 0
+    state = json.loads((latest_checkpoint(out) / "state.json").read_text())
+    assert state["step"] == 4 and state["family"] == "unet"
+    steps = [json.loads(line)["step"] for line in (out / "loss.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2, 3]  # the resumed run went on from step 2, it did not start over
+    resumed = torch.load(latest_checkpoint(out) / "optimizer.pt", weights_only=True)
+    assert resumed["state"][0]["step"] > first["state"][0]["step"]
+    from safetensors.torch import load_file
+
+    from generators.pipelines import PocketTextToImagePipeline
+
+    ema = load_file(latest_checkpoint(out) / "ema" / "diffusion_pytorch_model.safetensors")
+    raw = load_file(latest_checkpoint(out) / "denoiser" / "diffusion_pytorch_model.safetensors")
+    assert any(not torch.equal(ema[k], raw[k]) for k in raw)  # EMA weights are their own
+    pipe = PocketTextToImagePipeline.from_pretrained(out / "pipeline")
+    assert pipe.image_size == 32
+
+
+def test_vae_trainer_writes_a_diffusers_vae_with_its_psnr(tmp_path, monkeypatch):
+    from diffusers import AutoencoderKL
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "vae"
+    args = ["--out", str(out), "--steps", "2", "--bank", "8", "--batch-size", "2", "--crop", "32",
+            "--image-size", "32", "--block-out-channels", "8,8", "--norm-num-groups", "4", "--checkpoint-every", "1"]
+    assert main(["train", "vae", *args]) == 0
+    assert main(["train", "vae", *args[:-4], "--steps", "3", "--resume"]) == 0
+    report = json.loads((out / "vae" / "train_report.json").read_text())
+    assert report["steps"] == 3 and 0 < report["reconstruction_psnr_db"] < 100
+    vae = AutoencoderKL.from_pretrained(out / "vae")
+    assert vae.config.scaling_factor == pytest.approx(1 / report["latent_std"])
+
+
+def test_training_flags_are_checked(tmp_path, capsys):
+    assert main(["train", "t2i", "--out", str(tmp_path), "--family", "gan"]) == 2
+    assert "family" in capsys.readouterr().err
+    assert main(["train", "t2i", "--steps", "-1"]) == 2
+    (tmp_path / "c.json").write_text('{"stepz": 3}')
+    assert main(["train", "t2i", "--config", str(tmp_path / "c.json")]) == 2
+    assert "unknown fields" in capsys.readouterr().err
+    assert main(["train", "nope"]) == 2
