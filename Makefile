@@ -43,6 +43,7 @@ bench: install
 	$(PY) bench/bench_cache.py
 	$(PY) bench/bench_headline.py
 	$(PY) bench/bench_s2rf_baseline.py
+	$(PY) bench/bench_t2i.py --json bench/results/t2i.json
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -42,8 +42,8 @@ EXAMPLES = [
 
 
 def model_choices(services: Services) -> dict[str, Path]:
-    """Name shown -> folder: the shipped default first, then the operator's folders."""
-    choices = {DEFAULT_NAME: DEFAULT_T2I}
+    """Name shown -> folder: the shipped default first (when this checkout has it), then the operator's."""
+    choices = {DEFAULT_NAME: DEFAULT_T2I} if (DEFAULT_T2I / "model_index.json").is_file() else {}
     for folder in services.config.model_dirs:
         name = Path(folder).name
         while name in choices:
@@ -52,12 +52,18 @@ def model_choices(services: Services) -> dict[str, Path]:
     return choices
 
 
+NO_MODEL = ("No text-to-image model here: this checkout ships none yet (it is still in training), and the studio "
+            "was started without --model-dir. Start it with --model-dir PIPELINE_FOLDER to offer one.")
+
+
 class ImageHandlers:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.choices = model_choices(services)
 
     def _pipe(self, name: str):
+        if not self.choices:
+            raise gr.Error(NO_MODEL)
         if name not in self.choices:
             raise gr.Error(f"unknown model {name!r}: choose one of {', '.join(self.choices)}")
         folder = self.choices[name]
@@ -111,7 +117,7 @@ class ImageHandlers:
         status = (f"Made {len(images)} image{'s' * (len(images) > 1)} with **{label}**: {info['steps']} steps, "
                   f"guidance {info['guidance']:g}, seed {info['seed']}, width {info['width_mult']:g}x, "
                   f"{info['seconds']:.1f} s. Select one and press **Use as style** to stylize a 3D object with it.")
-        return gr.update(value=list(items), selected_index=len(items) - 1), status
+        return list(items), status  # "Use as style" takes the newest unless another is clicked
 
     def select_handler(self, evt: gr.SelectData, request: gr.Request):
         session = self.services.sessions.get(getattr(request, "session_hash", None))
@@ -134,10 +140,11 @@ class ImageHandlers:
 
 def build(services: Services, demo: gr.Blocks, shared: dict) -> None:
     h = ImageHandlers(services)
-    names = list(h.choices)
-    widths = folder_widths(h.choices[names[0]])
+    names = list(h.choices) or ["(none)"]
+    widths = folder_widths(h.choices[names[0]]) if h.choices else (1.0,)
     gr.Markdown("Type a prompt, get an image from a compact on-device model in a few steps. The shipped model "
-                "was trained here on shapes and textures: textures make good styles for 3D objects.")
+                "was trained here on shapes and textures: textures make good styles for 3D objects."
+                + ("" if h.choices else f"\n\n**{NO_MODEL}**"))
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             prompt = gr.Textbox(label="Prompt", value=EXAMPLES[0], lines=2, max_length=2000, elem_id="t2i-prompt")
@@ -155,7 +162,7 @@ def build(services: Services, demo: gr.Blocks, shared: dict) -> None:
                                     interactive=len(names) > 1)
                 width = gr.Radio([f"{w:g}" for w in widths], value=f"{widths[-1]:g}", label="Width (elastic)",
                                  visible=len(widths) > 1, elem_id="t2i-width")
-            go = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
+            go = gr.Button("Generate", variant="primary", elem_id="t2i-generate", interactive=bool(h.choices))
             progress_bar = gr.HTML("", elem_id="t2i-progress", padding=False)
         with gr.Column(scale=3):
             gallery = gr.Gallery([], label="This session's images", columns=4, height=360, format="png",

