@@ -8,6 +8,7 @@ H / H_kv (H_kv = 1: multi-query, SnapGen; H_kv = 8: grouped-query, SnapGen++).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -108,40 +109,47 @@ def block_grid(side: int, blocks: int) -> int:
     return g
 
 
+@lru_cache(maxsize=64)
+def _neighbour_groups(g: int, r: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Query blocks grouped by how many neighbour blocks they have (corners, edges, interior), each with the
+    flat indices of those neighbours: every group then attends without padding or a mask."""
+    groups: dict[tuple[int, int], list[tuple[int, list[int]]]] = {}
+    for i in range(g):
+        rows = [y for y in range(i - r, i + r + 1) if 0 <= y < g]
+        for j in range(g):
+            cols = [x for x in range(j - r, j + r + 1) if 0 <= x < g]
+            groups.setdefault((len(rows), len(cols)), []).append((i * g + j, [y * g + x for y in rows for x in cols]))
+    return [(torch.tensor([q for q, _ in m]), torch.tensor([n for _, n in m])) for m in groups.values()]
+
+
 def local_block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, side: int, blocks: int,
                           radius: int) -> torch.Tensor:
     """Each query attends to the keys of its own block and the blocks within ``radius`` (Chebyshev, in blocks).
 
-    (B, H, N, D) queries on a side x side map, (B, H_kv, N, D) keys/values. The neighbourhood is gathered with
-    ``unfold`` over a block grid padded by ``radius`` empty blocks, which a mask removes.
+    (B, H, N, D) queries on a side x side map, (B, H_kv, N, D) keys/values. Query blocks with the same number of
+    neighbours (corners, edges, interior) go through one mask-free SDPA call each, so the fused kernel runs and
+    no attention matrix is materialised.
     """
     b, h, n, d = q.shape
     hkv = k.shape[1]
     g = block_grid(side, blocks)
     s = side // g
     r = min(radius, g - 1)
-    w = 2 * r + 1
 
-    def to_blocks(t):  # (B, h, N, D) -> (B, h, g, g, s*s, D)
+    def to_blocks(t):  # (B, h, N, D) -> (B, h, g*g, s*s, D)
         t = t.reshape(t.shape[0], t.shape[1], g, s, g, s, d).permute(0, 1, 2, 4, 3, 5, 6)
-        return t.reshape(t.shape[0], t.shape[1], g, g, s * s, d)
+        return t.reshape(t.shape[0], t.shape[1], g * g, s * s, d)
 
-    def neighbours(t):  # (B, h, g, g, s*s, D) -> (B, h, g, g, w*w*s*s, D)
-        hh = t.shape[1]
-        t = t.permute(0, 1, 4, 5, 2, 3).reshape(b, hh * s * s * d, g, g)
-        t = F.unfold(F.pad(t, (r, r, r, r)), kernel_size=w)  # (B, hh*s*s*d*w*w, g*g)
-        t = t.reshape(b, hh, s * s, d, w * w, g, g).permute(0, 1, 5, 6, 4, 2, 3)
-        return t.reshape(b, hh, g, g, w * w * s * s, d)
-
-    qb = to_blocks(q)
-    kb, vb = neighbours(to_blocks(k)), neighbours(to_blocks(v))
-    valid = torch.ones(1, 1, g, g, device=q.device)
-    valid = F.unfold(F.pad(valid, (r, r, r, r)), kernel_size=w).reshape(w * w, g, g).permute(1, 2, 0) > 0.5
-    mask = valid[:, :, :, None].expand(g, g, w * w, s * s).reshape(g, g, 1, w * w * s * s)
+    qb, kb, vb = to_blocks(q), to_blocks(k), to_blocks(v)
     if h != hkv:
         kb, vb = kb.repeat_interleave(h // hkv, 1), vb.repeat_interleave(h // hkv, 1)
-    o = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # (B, h, g, g, s*s, D)
-    o = o.reshape(b, h, g, g, s, s, d).permute(0, 1, 2, 4, 3, 5, 6)
+    out = torch.empty_like(qb)
+    for q_idx, n_idx in _neighbour_groups(g, r):
+        q_idx, n_idx = q_idx.to(q.device), n_idx.to(q.device)
+        keys = kb[:, :, n_idx].flatten(3, 4)  # (B, h, blocks in group, neighbours * s*s, D)
+        vals = vb[:, :, n_idx].flatten(3, 4)
+        out[:, :, q_idx] = F.scaled_dot_product_attention(qb[:, :, q_idx], keys, vals)
+    o = out.reshape(b, h, g, g, s, s, d).permute(0, 1, 2, 4, 3, 5, 6)
     return o.reshape(b, h, n, d)
 
 
