@@ -51,8 +51,7 @@ def _cmd_passthrough(args, rest: list[str]) -> int:
     import importlib
 
     module = importlib.import_module(args.table[args.kind])
-    sys.argv[0] = f"pocket-studio {args.command} {args.kind}"
-    module.main(rest)
+    module.main(rest, prog=f"pocket-studio {args.command} {args.kind}")
     return 0
 
 

@@ -48,10 +48,10 @@ def hash_prompt(text: str) -> int:
     return sum((i + 1) * ord(c) for i, c in enumerate(text)) % 1_000_003
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     from ..pipelines import PocketTextToImagePipeline
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, type=Path, help="pipeline folder, or a training checkpoint folder")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.0)

@@ -24,9 +24,9 @@ def _number_tuple(text: str) -> tuple:
     return tuple(float(v) if any(c in v for c in ".eE") else int(v) for v in text.split(",") if v.strip())
 
 
-def config_from_args(cls, argv: list[str] | None, description: str):
+def config_from_args(cls, argv: list[str] | None, description: str, prog: str | None = None):
     """Parse ``--config FILE.json`` plus one flag per dataclass field (flags win), into ``cls``."""
-    p = argparse.ArgumentParser(description=description)
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--config", type=Path, help="JSON file with any of the fields below")
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else None

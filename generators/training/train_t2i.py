@@ -156,14 +156,13 @@ def flow_matching_loss(model, x0: torch.Tensor, ctx: torch.Tensor, gen: torch.Ge
 
 def pipeline_from_checkpoint(ckpt: str | Path):
     """The EMA weights of a training checkpoint, with the VAE and text encoder its run used."""
+    from ..models import FAMILIES
     from ..pipelines import PocketTextToImagePipeline
     from ..text_encoder import load_text_encoder
 
     ckpt = Path(ckpt)
     state = json.loads((ckpt / "state.json").read_text())
     cfg = state["config"]
-    from ..models import FAMILIES
-
     denoiser = FAMILIES[state["family"]].from_pretrained(ckpt / "ema")
     tokenizer, encoder = load_text_encoder(cfg["text_encoder"] or None)
     return PocketTextToImagePipeline.assemble(denoiser.eval(), load_vae(cfg["vae"]), tokenizer, encoder)
@@ -234,8 +233,8 @@ def train(cfg: T2ITrainConfig) -> Path:
     return final
 
 
-def main(argv: list[str] | None = None) -> None:
-    train(config_from_args(T2ITrainConfig, argv, "Train a text-to-image denoiser on procedural images."))
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    train(config_from_args(T2ITrainConfig, argv, "Train a text-to-image denoiser on procedural images.", prog))
 
 
 if __name__ == "__main__":

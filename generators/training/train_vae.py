@@ -172,8 +172,8 @@ def train(cfg: VAETrainConfig) -> Path:
     return final
 
 
-def main(argv: list[str] | None = None) -> None:
-    train(config_from_args(VAETrainConfig, argv, "Train the autoencoder on procedural images."))
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    train(config_from_args(VAETrainConfig, argv, "Train the autoencoder on procedural images.", prog))
 
 
 if __name__ == "__main__":
