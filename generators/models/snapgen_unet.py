@@ -9,6 +9,8 @@ one cross-attention layer after each of its residual blocks). The defaults are t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -20,6 +22,7 @@ from torch import nn
 from ..attention import Attention
 
 
+@dataclass
 class DenoiserOutput(BaseOutput):
     sample: torch.Tensor
 
