@@ -1,6 +1,7 @@
-"""The generator commands of ``pocket-studio``: ``generate``, ``train {t2i,vae}`` and ``eval shapes``.
+"""The generator commands of ``pocket-studio``: ``generate``, ``train {t2i,vae}``, ``distill {kd,adv,kdmd}`` and
+``eval shapes``.
 
-``train`` and ``eval`` hand their flags to the engine's script, whose flags come from its config dataclass (so
+``train``, ``distill`` and ``eval`` hand their flags to the engine's script, whose flags come from its config dataclass (so
 ``accelerate launch -m app.cli train t2i ...`` runs the same script on several processes).
 """
 
@@ -13,6 +14,9 @@ from .cli_types import finite
 
 TRAINERS = {"t2i": "generators.training.train_t2i", "vae": "generators.training.train_vae"}
 EVALS = {"shapes": "generators.evaluation.run_shapes_eval"}
+DISTILLERS = {m: ("generators.distill.train_distill", ["--method", m]) for m in ("kd", "adv", "kdmd")}
+"""Entries are a module, or (module, leading flags) when one script serves several kinds."""
+PASSTHROUGH = ("train", "distill", "eval")
 
 
 def register(sub) -> None:
@@ -29,7 +33,8 @@ def register(sub) -> None:
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     g.add_argument("--out", required=True, help="output .png (written atomically)")
 
-    for name, table, what in (("train", TRAINERS, "train a model"), ("eval", EVALS, "evaluate a model")):
+    for name, table, what in (("train", TRAINERS, "train a model"), ("eval", EVALS, "evaluate a model"),
+                              ("distill", DISTILLERS, "distil a teacher into a few-step or smaller student")):
         p = sub.add_parser(name, help=f"{what} ({', '.join(table)}); flags: pocket-studio {name} KIND --help",
                            add_help=False)
         p.add_argument("kind", choices=sorted(table))
@@ -42,7 +47,7 @@ def split_passthrough(argv: list[str]) -> tuple[list[str], list[str] | None]:
     i = 0
     while i < len(argv) and argv[i] in ("-v", "--verbose"):
         i += 1
-    if i < len(argv) and argv[i] in ("train", "eval"):
+    if i < len(argv) and argv[i] in PASSTHROUGH:
         return argv[:i + 2], argv[i + 2:]
     return argv, None
 
@@ -50,8 +55,9 @@ def split_passthrough(argv: list[str]) -> tuple[list[str], list[str] | None]:
 def _cmd_passthrough(args, rest: list[str]) -> int:
     import importlib
 
-    module = importlib.import_module(args.table[args.kind])
-    module.main(rest, prog=f"pocket-studio {args.command} {args.kind}")
+    entry = args.table[args.kind]
+    name, lead = entry if isinstance(entry, tuple) else (entry, [])
+    importlib.import_module(name).main(lead + rest, prog=f"pocket-studio {args.command} {args.kind}")
     return 0
 
 

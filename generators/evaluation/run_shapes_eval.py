@@ -48,25 +48,39 @@ def hash_prompt(text: str) -> int:
     return sum((i + 1) * ord(c) for i, c in enumerate(text)) % 1_000_003
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+def load_for_eval(folder: Path):
+    """A pipeline folder, a training checkpoint (its EMA weights) or a distillation checkpoint (its student)."""
     from ..pipelines import PocketTextToImagePipeline
+
+    if (folder / "model_index.json").is_file():
+        pipe = PocketTextToImagePipeline.from_pretrained(folder)
+    elif json.loads((folder / "state.json").read_text()).get("kind") == "distill":
+        from ..distill.train_distill import pipeline_from_distill_checkpoint
+        pipe = pipeline_from_distill_checkpoint(folder)
+    else:
+        from ..training.train_t2i import pipeline_from_checkpoint
+        pipe = pipeline_from_checkpoint(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    from ..pipelines.loading import read_sampling
 
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, type=Path, help="pipeline folder, or a training checkpoint folder")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--steps", type=int, default=None, help="default: the folder's sampling.json, else 20")
+    p.add_argument("--guidance", type=float, default=None, help="default: the folder's sampling.json, else 4")
     p.add_argument("--per-task", type=int, default=16, help="prompts per task (held-out prompts come on top)")
     p.add_argument("--images-per-prompt", type=int, default=4)
     p.add_argument("--width-mult", type=float, default=1.0)
     p.add_argument("--out", type=Path, help="JSON report")
     args = p.parse_args(argv)
-    if (args.model / "model_index.json").is_file():
-        pipe = PocketTextToImagePipeline.from_pretrained(args.model)
-    else:
-        from ..training.train_t2i import pipeline_from_checkpoint
-        pipe = pipeline_from_checkpoint(args.model)
-    pipe.set_progress_bar_config(disable=True)
-    report = evaluate_pipeline(pipe, prompts(args.per_task), args.images_per_prompt, args.steps, args.guidance,
+    pipe = load_for_eval(args.model)
+    sampling = read_sampling(args.model)
+    steps = args.steps if args.steps is not None else sampling.get("num_inference_steps", 20)
+    guidance = args.guidance if args.guidance is not None else sampling.get("guidance_scale", 4.0)
+    report = evaluate_pipeline(pipe, prompts(args.per_task), args.images_per_prompt, steps, guidance,
                                width_mult=args.width_mult)
     print(json.dumps(report["summary"], indent=1))
     if args.out:

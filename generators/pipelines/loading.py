@@ -58,7 +58,22 @@ def load_t2i(folder: str | Path | None = None, device: str = "cpu"):
         raise ValueError(f"{folder}: could not load the pipeline: {first[:300]}") from None
     _check_finite(pipe, folder)
     pipe.set_progress_bar_config(disable=True)
+    pipe.sampling_defaults = read_sampling(folder)
     return pipe.to(device)
+
+
+def read_sampling(folder: Path) -> dict:
+    """``sampling.json`` beside a pipeline (a distilled student writes its step count and guidance there)."""
+    path = Path(folder) / "sampling.json"
+    if not path.is_file():
+        return {}
+    try:
+        found = json.loads(path.read_text())
+        steps, guidance = found.get("num_inference_steps"), found.get("guidance_scale")
+        check_request("x", "", steps, guidance)
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a valid sampling file ({err})") from None
+    return {k: v for k, v in (("num_inference_steps", steps), ("guidance_scale", guidance)) if v is not None}
 
 
 def describe(pipe, folder: str | Path | None = None) -> str:
@@ -100,10 +115,12 @@ def check_request(prompt, negative_prompt: str = "", steps: int | None = 20, gui
 def generate(pipe, prompt: str, negative_prompt: str = "", steps: int | None = None, guidance: float | None = None,
              seed: int = 0, n: int = 1, width_mult: float = 1.0, on_step=None) -> tuple[list, dict]:
     """(PIL images, what ran) for one prompt with any backend; ``on_step(i, total)`` after each step and may
-    raise to cancel. Defaults: 20 steps and guidance 4 for ours, the pipeline's own otherwise."""
+    raise to cancel. Defaults: the folder's ``sampling.json``, else 20 steps and guidance 4 for ours, 4 and 0
+    otherwise."""
     ours = isinstance(pipe, PocketTextToImagePipeline)
-    steps = steps if steps is not None else (20 if ours else 4)
-    guidance = guidance if guidance is not None else (4.0 if ours else 0.0)
+    defaults = getattr(pipe, "sampling_defaults", None) or {}
+    steps = steps if steps is not None else defaults.get("num_inference_steps", 20 if ours else 4)
+    guidance = guidance if guidance is not None else defaults.get("guidance_scale", 4.0 if ours else 0.0)
     check_request(prompt, negative_prompt, steps, guidance, seed, n)
     if width_mult not in widths(pipe):
         raise ValueError(f"width {width_mult:g}x: this model runs at {', '.join(f'{w:g}x' for w in widths(pipe))}")

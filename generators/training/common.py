@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 
 def _number_tuple(text: str) -> tuple:
@@ -72,7 +73,10 @@ def save_checkpoint(out: Path, step: int, models: dict[str, Any], optimizer: tor
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tmp-checkpoint-"))
     for name, model in models.items():
-        model.save_pretrained(tmp / name)
+        if hasattr(model, "save_pretrained"):
+            model.save_pretrained(tmp / name)
+        else:  # a plain module (projectors, heads, adapter weights): its tensors in safetensors
+            save_file({k: v.detach().contiguous() for k, v in _state(model).items()}, tmp / f"{name}.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1))
     final = out / f"checkpoint-{step}"
@@ -82,6 +86,15 @@ def save_checkpoint(out: Path, step: int, models: dict[str, Any], optimizer: tor
     for old in sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
         shutil.rmtree(old)
     return final
+
+
+def _state(model) -> dict:
+    return model if isinstance(model, dict) else model.state_dict()
+
+
+def load_module(path: Path, name: str, module: torch.nn.Module) -> None:
+    """Load a plain module that ``save_checkpoint`` wrote as ``NAME.safetensors``."""
+    module.load_state_dict(load_file(Path(path) / f"{name}.safetensors"))
 
 
 def load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> dict:

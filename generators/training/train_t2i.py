@@ -120,7 +120,7 @@ def build_cache(cfg: T2ITrainConfig, vae, tokenizer, encoder, rank: int, world: 
     index = {c: i for i, c in enumerate(unique)}
     states = torch.cat([encode_text(tokenizer, encoder, unique[i:i + 256]) for i in range(0, len(unique), 256)])
     cache = {"latents": torch.cat(latents), "caption_ids": torch.tensor([index[c] for c in captions]),
-             "text_states": states.half()}
+             "text_states": states.half(), "captions": unique}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(cache, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
