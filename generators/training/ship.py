@@ -41,17 +41,22 @@ def _loss_summary(run: Path) -> dict:
 
 def grid(pipe, prompts_: list[str], path: Path, steps: int, seed: int = 0, cols: int = 4) -> None:
     """A labelled grid of prompts and their images (for the README)."""
-    from PIL import ImageDraw
-
     gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts_))]
     images = pipe(prompts_, num_inference_steps=steps, generator=gens).images
+    _save(label_grid(images, prompts_, cols), path)
+
+
+def label_grid(images: list, captions: list[str], cols: int = 4) -> Image.Image:
+    """Images in rows of ``cols``, each with up to two lines of caption under it."""
+    from PIL import ImageDraw
+
     side = images[0].size[0]
     scale = max(1, 192 // side)
     cell_w, cell_h = side * scale, side * scale + 34
     rows = (len(images) + cols - 1) // cols
     canvas = Image.new("RGB", (cols * cell_w, rows * cell_h), "white")
     draw = ImageDraw.Draw(canvas)
-    for i, (img, text) in enumerate(zip(images, prompts_)):
+    for i, (img, text) in enumerate(zip(images, captions)):
         x, y = (i % cols) * cell_w, (i // cols) * cell_h
         canvas.paste(img.resize((cell_w, cell_w), Image.NEAREST), (x, y))
         words, line, lines = text.split(), "", []
@@ -63,8 +68,12 @@ def grid(pipe, prompts_: list[str], path: Path, steps: int, seed: int = 0, cols:
         lines.append(line)
         for j, ln in enumerate(lines[:2]):
             draw.text((x + 4, y + cell_w + 2 + 15 * j), ln.strip(), fill="black")
+    return canvas
+
+
+def _save(image: Image.Image, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    image.save(path)
 
 
 def model_card_markdown(card: dict, vae_run: Path) -> str:
