@@ -1,7 +1,7 @@
 """The Image tab: a prompt becomes an image in a few steps from a compact on-device model; "Use as style" hands
 it to the 3D Stylize tab (it appears there as ``history:N``).
 
-Models: the shipped default, or a diffusers pipeline folder the operator named with ``--model-dir`` (visitors
+Models: the shipped ones ("Fast", the 4-step distilled student, and "Quality", its teacher), or a diffusers pipeline folder the operator named with ``--model-dir`` (visitors
 pick by name, never by path). Each loads once, on first use, into the studio's shared model cache.
 """
 
@@ -13,7 +13,6 @@ from pathlib import Path
 import gradio as gr
 
 from generators.pipelines.loading import (
-    DEFAULT_T2I,
     MAX_GUIDANCE,
     MAX_IMAGES,
     MAX_STEPS,
@@ -22,6 +21,8 @@ from generators.pipelines.loading import (
     folder_widths,
     generate,
     load_t2i,
+    read_sampling,
+    shipped,
 )
 from stylize3d.atomic import atomic_open
 
@@ -30,7 +31,6 @@ from .public_errors import public_message
 from .services import Services
 
 TAB = "image"
-DEFAULT_NAME = "Pocket T2I (shipped)"
 EXAMPLES = [
     "a pattern of blue and white waves",
     "a pattern of red and yellow stripes",
@@ -42,14 +42,22 @@ EXAMPLES = [
 
 
 def model_choices(services: Services) -> dict[str, Path]:
-    """Name shown -> folder: the shipped default first (when this checkout has it), then the operator's."""
-    choices = {DEFAULT_NAME: DEFAULT_T2I} if (DEFAULT_T2I / "model_index.json").is_file() else {}
+    """Name shown -> folder: the shipped models first (those this checkout has), then the operator's."""
+    choices = {f"{name} (shipped)": folder for name, folder in shipped().items()}
     for folder in services.config.model_dirs:
         name = Path(folder).name
         while name in choices:
             name += "'"
         choices[name] = Path(folder)
     return choices
+
+
+def sampling_of(folder: Path | None) -> tuple[int, float]:
+    try:
+        found = read_sampling(folder) if folder is not None else {}
+    except ValueError:
+        found = {}  # loading the model names the broken file
+    return int(found.get("num_inference_steps", 20)), float(found.get("guidance_scale", 4.0))
 
 
 NO_MODEL = ("No text-to-image model here: this checkout ships none yet (it is still in training), and the studio "
@@ -70,8 +78,12 @@ class ImageHandlers:
         return self.services.models.get(f"t2i:{folder}", lambda: (load_t2i(folder), threading.Lock()))
 
     def model_handler(self, name: str):
-        widths = folder_widths(self.choices.get(name))
-        return gr.update(choices=[f"{w:g}" for w in widths], value=f"{widths[-1]:g}", visible=len(widths) > 1)
+        """A model's widths, and its own step count and guidance (a distilled student: few steps, guidance 1)."""
+        folder = self.choices.get(name)
+        widths = folder_widths(folder)
+        steps, guidance = sampling_of(folder)
+        return (gr.update(choices=[f"{w:g}" for w in widths], value=f"{widths[-1]:g}", visible=len(widths) > 1),
+                gr.update(value=steps), gr.update(value=guidance))
 
     def generate_handler(self, prompt: str, negative: str, steps: float, guidance: float, seed: float, width: str,
                          model: str, count: float, request: gr.Request, progress=gr.Progress()):
@@ -142,8 +154,10 @@ def build(services: Services, demo: gr.Blocks, shared: dict) -> None:
     h = ImageHandlers(services)
     names = list(h.choices) or ["(none)"]
     widths = folder_widths(h.choices[names[0]]) if h.choices else (1.0,)
-    gr.Markdown("Type a prompt, get an image from a compact on-device model in a few steps. The shipped model "
-                "was trained here on shapes and textures: textures make good styles for 3D objects."
+    first_steps, first_guidance = sampling_of(h.choices.get(names[0]))
+    gr.Markdown("Type a prompt, get an image from a compact on-device model in a few steps. The shipped models "
+                "were trained here on shapes and textures (Fast: 4 steps, distilled from Quality): textures make good "
+                "styles for 3D objects."
                 + ("" if h.choices else f"\n\n**{NO_MODEL}**"))
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
@@ -152,8 +166,8 @@ def build(services: Services, demo: gr.Blocks, shared: dict) -> None:
             examples = gr.Dataset(components=[gr.Textbox(visible=False)], samples=[[e] for e in EXAMPLES],
                                   label="Try one", elem_id="t2i-examples")
             with gr.Row():
-                steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Steps", elem_id="t2i-steps")
-                guidance = gr.Slider(0, MAX_GUIDANCE, value=4.0, step=0.5, label="Guidance", elem_id="t2i-guidance")
+                steps = gr.Slider(1, MAX_STEPS, value=first_steps, step=1, label="Steps", elem_id="t2i-steps")
+                guidance = gr.Slider(0, MAX_GUIDANCE, value=first_guidance, step=0.5, label="Guidance", elem_id="t2i-guidance")
             with gr.Row():
                 seed = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="t2i-seed")
                 count = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Images", elem_id="t2i-count")
@@ -170,7 +184,7 @@ def build(services: Services, demo: gr.Blocks, shared: dict) -> None:
             use = gr.Button("Use as style", elem_id="t2i-use")
             status = gr.Markdown("", elem_id="t2i-status")
     examples.click(lambda i: EXAMPLES[i], examples, prompt, api_visibility="private")
-    model.change(h.model_handler, model, width, api_visibility="private")
+    model.change(h.model_handler, model, [width, steps, guidance], api_visibility="private")
     go.click(h.generate_handler, [prompt, negative, steps, guidance, seed, width, model, count], [gallery, status],
              api_name="generate", concurrency_limit=services.config.concurrency, concurrency_id="generate",
              show_progress_on=[progress_bar])

@@ -97,3 +97,33 @@ def test_operator_model_folders_are_offered_by_name(tmp_path, scene_cache, text_
         assert "StableDiffusionPipeline" in status and len(gallery) == 1
     finally:
         server.stop()
+
+
+def test_fast_is_the_default_and_quality_stays_available(tmp_path, monkeypatch, text_encoder):  # noqa: F811
+    """With both shipped models present (tiny stand-ins here), no flags means Fast at its own few steps."""
+    import json
+    import shutil
+    from types import SimpleNamespace
+
+    from app import image_tab
+    from generators.pipelines import loading
+
+    from .test_t2i_pipeline import tiny_pipeline
+
+    quality, fast = tmp_path / "pocket-t2i", tmp_path / "pocket-t2i-fast"
+    tiny_pipeline(text_encoder).save_pretrained(quality, include_text_encoder=False)
+    shutil.copytree(quality, fast)
+    (fast / "sampling.json").write_text(json.dumps({"num_inference_steps": 4, "guidance_scale": 1.0}))
+    monkeypatch.setattr(loading, "SHIPPED", {"Fast": fast, "Quality": quality})
+    assert loading.resolve_model(None) == fast and loading.resolve_model("Quality") == quality
+    _, info = loading.generate(loading.load_t2i(), "a red circle")
+    assert (info["steps"], info["guidance"]) == (4, 1.0)
+    services = SimpleNamespace(config=SimpleNamespace(model_dirs=(str(quality),)))
+    handlers = image_tab.ImageHandlers(services)
+    assert list(handlers.choices) == ["Fast (shipped)", "Quality (shipped)", "pocket-t2i"]
+    _, steps, guidance = handlers.model_handler("Quality (shipped)")
+    assert (steps["value"], guidance["value"]) == (20, 4.0)
+    _, steps, guidance = handlers.model_handler("Fast (shipped)")
+    assert (steps["value"], guidance["value"]) == (4, 1.0)
+    shutil.rmtree(fast)  # a checkout without the student falls back to the teacher
+    assert loading.resolve_model(None) == quality

@@ -15,8 +15,26 @@ import torch
 from .text_to_image import PocketTextToImagePipeline, check_prompt
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_T2I = ROOT / "assets" / "models" / "pocket-t2i"
-"""The shipped default (trained here; model card beside it)."""
+SHIPPED = {"Fast": ROOT / "assets" / "models" / "pocket-t2i-fast", "Quality": ROOT / "assets" / "models" / "pocket-t2i"}
+"""The shipped models by name (trained here; model cards beside them): the few-step distilled student first."""
+DEFAULT_T2I = SHIPPED["Quality"]
+"""The trained teacher, which the student is distilled from."""
+
+
+def shipped() -> dict[str, Path]:
+    """The shipped models this checkout has, by name."""
+    return {name: path for name, path in SHIPPED.items() if (path / "model_index.json").is_file()}
+
+
+def resolve_model(folder: str | Path | None) -> Path:
+    """None -> the default (Fast when shipped, else Quality); ``fast`` / ``quality`` -> that shipped model
+    (unless a folder of that name exists); anything else is a folder."""
+    if folder is None:
+        return next(iter(shipped().values()), DEFAULT_T2I)
+    named = {k.lower(): v for k, v in SHIPPED.items()}
+    if str(folder).lower() in named and not Path(folder).is_dir():
+        return named[str(folder).lower()]
+    return Path(folder)
 
 MAX_STEPS, MAX_GUIDANCE, MAX_IMAGES = 100, 20.0, 16
 
@@ -36,7 +54,7 @@ def load_t2i(folder: str | Path | None = None, device: str = "cpu"):
 
     diffusers_logging.disable_progress_bar()  # loading bars: noise next to the generation's own progress
     transformers_logging.disable_progress_bar()
-    folder = Path(folder) if folder is not None else DEFAULT_T2I
+    folder = resolve_model(folder)
     index = folder / "model_index.json"
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such model folder")
@@ -77,7 +95,7 @@ def read_sampling(folder: Path) -> dict:
 
 
 def describe(pipe, folder: str | Path | None = None) -> str:
-    folder = Path(folder) if folder is not None else DEFAULT_T2I
+    folder = resolve_model(folder)
     denoiser = getattr(pipe, "denoiser", None) or getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
     params = sum(p.numel() for p in denoiser.parameters()) / 1e6 if denoiser is not None else float("nan")
     return f"{folder.name} ({type(pipe).__name__}, {type(denoiser).__name__} {params:.1f}M)"
@@ -89,7 +107,7 @@ def widths(pipe) -> tuple[float, ...]:
 
 def folder_widths(folder: str | Path | None = None) -> tuple[float, ...]:
     """The elastic widths a pipeline folder's denoiser runs at, read from its config without loading weights."""
-    config = (Path(folder) if folder is not None else DEFAULT_T2I) / "denoiser" / "config.json"
+    config = resolve_model(folder) / "denoiser" / "config.json"
     try:
         found = json.loads(config.read_text()).get("widths") or (1.0,)
         return tuple(sorted(float(w) for w in found))
