@@ -215,12 +215,11 @@ class SSA(nn.Module):
     def pooled(self, x: torch.Tensor, t0: int):
         b, t, h, w, c = x.shape
         s = self.stride
-        if h % s or w % s:
-            raise ValueError(f"a {h}x{w} map does not pool by stride {s}")
-        qkv = self.to_qkv(x)
-        pooled = F.avg_pool2d(qkv.reshape(b * t, h, w, 3 * c).permute(0, 3, 1, 2), s) if s > 1 else \
-            qkv.reshape(b * t, h, w, 3 * c).permute(0, 3, 1, 2)
-        hs, ws = h // s, w // s
+        maps = self.to_qkv(x).reshape(b * t, h, w, 3 * c).permute(0, 3, 1, 2)
+        if s > 1:  # a side that stride does not divide is padded by repeating its edge
+            maps = F.avg_pool2d(F.pad(maps, (0, (-w) % s, 0, (-h) % s), mode="replicate"), s)
+        pooled = maps
+        hs, ws = pooled.shape[-2:]
         pooled = pooled.permute(0, 2, 3, 1).reshape(b, t * hs * ws, 3 * c)
         q, k, v = (split_heads(p, self.heads) for p in pooled.chunk(3, dim=-1))
         cos, sin = rope_3d(t, hs, ws, self.head_dim, t0, device=x.device)
@@ -230,9 +229,9 @@ class SSA(nn.Module):
     def _finish(self, o: torch.Tensor, shape) -> torch.Tensor:
         b, t, h, w, c = shape
         s = self.stride
-        o = merge_heads(o).view(b * t, h // s, w // s, c).permute(0, 3, 1, 2)
+        o = merge_heads(o).view(b * t, -(-h // s), -(-w // s), c).permute(0, 3, 1, 2)
         if s > 1:
-            o = F.interpolate(o, scale_factor=s, mode="nearest")
+            o = F.interpolate(o, scale_factor=s, mode="nearest")[:, :, :h, :w]
         return self.to_out(o.permute(0, 2, 3, 1).reshape(b, t, h, w, c))
 
     def forward(self, x: torch.Tensor, chunk_frames: int, cache: SSACache | None = None):

@@ -108,5 +108,11 @@ def test_ssa_cache_stays_the_size_of_its_window():
     for _ in range(6):
         _, cache = m(_video(t=2), chunk_frames=2, cache=cache)
     assert cache.k.shape[2] == 2 * 2 * 2 * 2 and cache.chunks == 6  # window-1 chunks of 2 frames of 2x2 tokens
-    with pytest.raises(ValueError, match="stride"):
-        m(_video(t=2, h=5, w=5), chunk_frames=2)
+
+def test_ssa_pools_a_side_the_stride_does_not_divide():
+    torch.manual_seed(0)
+    m = SSA(16, heads=2, stride=2, window=2)
+    x = _video(t=4, h=5, w=3)
+    out, _ = m(x, chunk_frames=2)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, m.reference(x, chunk_frames=2), atol=1e-5, rtol=1e-4)

@@ -1,9 +1,10 @@
 """Denoisers: one family per module."""
 
+from .s2dit import S2DiT
 from .snapgen_dit import SnapGenDiT
 from .snapgen_unet import SnapGenUNet
 
 FAMILIES = {"unet": SnapGenUNet, "dit": SnapGenDiT}
 """Family name (as training configs and checkpoints say it) -> class."""
 
-__all__ = ["FAMILIES", "SnapGenDiT", "SnapGenUNet"]
+__all__ = ["FAMILIES", "S2DiT", "SnapGenDiT", "SnapGenUNet"]
