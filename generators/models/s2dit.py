@@ -157,6 +157,13 @@ class S2DiT(ModelMixin, ConfigMixin):
         return S2DiTOutput(sample=out, cache=caches)
 
 
+DEFAULT_CONFIG = dict(in_channels=8, out_channels=8, patch_size=2, hidden_size=192, num_heads=4,
+                      layout=(("lcha", "lcha"), ("ssa", "ssa", "ssa"), ("lcha", "lcha")), stage_scales=(1, 2, 1),
+                      cross_attention_dim=384, ssa_stride=2, ssa_window=4, chunk_frames=2)
+"""The shipped streaming model's size class: 128x128 frames through the project's 8-channel f=8 autoencoder."""
+DEFAULT_LATENT = (16, 16)
+FULL_LATENT = (36, 64)
+
 FULL_SIZE = dict(in_channels=16, out_channels=16, patch_size=2, hidden_size=1024, num_heads=16,
                  layout=(("lcha",) * 6, ("ssa",) * 12, ("lcha",) * 6), stage_scales=(1, 2, 1), ffn_ratio=3.0,
                  cross_attention_dim=1024, ssa_stride=2, ssa_window=4, chunk_frames=3)
