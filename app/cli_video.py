@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 
 def _cmd_search(args) -> int:
-    from generators.models.s2dit import DEFAULT_CONFIG, DEFAULT_LATENT, FULL_LATENT, FULL_SIZE
+    from generators.models.s2dit import DEFAULT_CONFIG, FULL_SIZE
     from generators.search import SearchSpace, measure, search
 
     if args.budget_ms <= 0:
@@ -30,19 +30,20 @@ def _cmd_search(args) -> int:
     if not 1 <= args.max_per_type <= 24:
         raise ValueError(f"--max-per-type must lie in 1..24, not {args.max_per_type}")
     if args.config in ("default", "full"):
-        overrides, latent = (DEFAULT_CONFIG, DEFAULT_LATENT) if args.config == "default" else (FULL_SIZE, FULL_LATENT)
+        overrides = DEFAULT_CONFIG if args.config == "default" else FULL_SIZE
     else:
         try:
-            overrides, latent = json.loads(Path(args.config).read_text()), DEFAULT_LATENT
+            overrides = json.loads(Path(args.config).read_text())
         except (OSError, ValueError) as err:
             raise ValueError(f"--config {args.config}: {err}") from None
+    config = {**_defaults(), **overrides}
+    latent = tuple(config["sample_size"])
     if args.latent:
         try:
             latent = tuple(int(v) for v in args.latent.lower().split("x"))
             assert len(latent) == 2 and min(latent) > 0
         except (ValueError, AssertionError):
             raise ValueError(f"--latent {args.latent}: write it as HxW, e.g. 36x64") from None
-    config = {**_defaults(), **overrides}
     from stylize3d.reconstruct import resolve_device
 
     args.device = resolve_device(args.device)

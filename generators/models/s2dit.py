@@ -69,7 +69,8 @@ class S2DiT(ModelMixin, ConfigMixin):
                  num_heads: int = 4, layout: tuple = (("lcha", "lcha"), ("ssa", "ssa"), ("lcha", "lcha")),
                  stage_scales: tuple = (1, 2, 1), ffn_ratio: float = 3.0, cross_attention_dim: int = 384,
                  ssa_stride: int = 2, ssa_window: int | None = 4, conv_kernel: tuple = (3, 3, 3),
-                 chunk_frames: int = 2):
+                 chunk_frames: int = 2, sample_size: tuple = (16, 16)):
+        """``sample_size``: the latent (h, w) of one frame that the pipeline generates at."""
         super().__init__()
         if len(layout) != len(stage_scales):
             raise ValueError(f"{len(layout)} stages in the layout for {len(stage_scales)} stage scales")
@@ -159,14 +160,11 @@ class S2DiT(ModelMixin, ConfigMixin):
 
 DEFAULT_CONFIG = dict(in_channels=8, out_channels=8, patch_size=2, hidden_size=192, num_heads=4,
                       layout=(("lcha", "lcha"), ("ssa", "ssa", "ssa"), ("lcha", "lcha")), stage_scales=(1, 2, 1),
-                      cross_attention_dim=384, ssa_stride=2, ssa_window=4, chunk_frames=2)
+                      cross_attention_dim=384, ssa_stride=2, ssa_window=4, chunk_frames=2, sample_size=(16, 16))
 """The shipped streaming model's size class: 128x128 frames through the project's 8-channel f=8 autoencoder."""
-DEFAULT_LATENT = (16, 16)
-FULL_LATENT = (36, 64)
-
 FULL_SIZE = dict(in_channels=16, out_channels=16, patch_size=2, hidden_size=1024, num_heads=16,
                  layout=(("lcha",) * 6, ("ssa",) * 12, ("lcha",) * 6), stage_scales=(1, 2, 1), ffn_ratio=3.0,
-                 cross_attention_dim=1024, ssa_stride=2, ssa_window=4, chunk_frames=3)
+                 cross_attention_dim=1024, ssa_stride=2, ssa_window=4, chunk_frames=3, sample_size=(36, 64))
 """A paper-scale configuration: 512x288 frames through a 16-channel f=8 latent (64x36), 2x2 patches -> 32x18 =
 576 tokens per frame; 24 blocks of width 1024 (S2DiT does not publish its widths: this is our choice, reported
 with its parameter count)."""

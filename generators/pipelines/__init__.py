@@ -1,5 +1,6 @@
-"""Pipelines: text-to-image (and, later, streaming video)."""
+"""Pipelines: text-to-image and streaming text-to-video."""
 
 from .text_to_image import PocketTextToImagePipeline, is_pipeline_folder
+from .text_to_video import PocketTextToVideoPipeline
 
-__all__ = ["PocketTextToImagePipeline", "is_pipeline_folder"]
+__all__ = ["PocketTextToImagePipeline", "PocketTextToVideoPipeline", "is_pipeline_folder"]
