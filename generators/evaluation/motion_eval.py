@@ -34,7 +34,7 @@ def motion_direction(frames: np.ndarray, meta: dict) -> tuple[bool, str]:
     points = [(t, c) for t, c in enumerate(centroid(f, meta) for f in frames) if c is not None]
     if len(points) < max(2, len(frames) // 2):
         return False, f"objects tracked in {len(points)} of {len(frames)} frames"
-    (t0, a), (t1, b) = points[0], points[-1]
+    a, b = points[0][1], points[-1][1]
     d = b - a
     axis = int(np.argmax(np.abs(d)))
     if abs(d[axis]) < MIN_TRAVEL:
