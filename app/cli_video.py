@@ -1,4 +1,5 @@
-"""The video commands of ``pocket-studio``: ``search-sandwich`` (S2DiT's budget-aware layout search)."""
+"""The video commands of ``pocket-studio``: ``video`` (stream a clip to MP4) and ``search-sandwich`` (S2DiT's
+budget-aware layout search)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,21 @@ from pathlib import Path
 from .cli_types import device, finite
 
 
+MAX_FRAMES = 20_000
+
+
 def register(sub) -> None:
+    v = sub.add_parser("video", help="stream a video from a text prompt into an MP4")
+    v.set_defaults(run=_cmd_video)
+    v.add_argument("--prompt", required=True, help="what moves, e.g. 'two blue squares moving left'")
+    v.add_argument("--frames", type=int, default=16, help="frames to make (default 16; whole chunks)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the model's, 4)")
+    v.add_argument("--guidance", type=finite, default=None, help="classifier-free guidance (default: the model's, 1)")
+    v.add_argument("--model", default=None, help="a streaming video pipeline folder (default: the shipped one)")
+    v.add_argument("--device", type=device, default="cpu")
+    v.add_argument("--out", required=True, help="output .mp4 (Ctrl-C keeps what was made)")
+
     s = sub.add_parser("search-sandwich", help="measure S2DiT blocks on a device and choose the layout for a budget")
     s.set_defaults(run=_cmd_search)
     s.add_argument("--budget-ms", type=finite, required=True, help="latency budget of the whole denoiser per chunk")
@@ -75,3 +90,46 @@ def _defaults() -> dict:
 
     return {k: p.default for k, p in inspect.signature(S2DiT.__init__).parameters.items()
             if p.default is not inspect.Parameter.empty}
+
+
+def _cmd_video(args) -> int:
+    import time
+
+    import torch
+    from tqdm import tqdm
+
+    from generators.pipelines.loading import check_request, load_t2v, read_sampling, resolve_video
+    from stylize3d.atomic import check_parent
+    from stylize3d.reconstruct import resolve_device
+
+    from .video_file import StreamingMP4
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise ValueError(f"--out {out}: the clip is written as .mp4")
+    check_parent(out)
+    if not 1 <= args.frames <= MAX_FRAMES:
+        raise ValueError(f"--frames must lie in 1..{MAX_FRAMES}, not {args.frames}")
+    folder = resolve_video(args.model)
+    sampling = read_sampling(folder) if folder.is_dir() else {}
+    steps = args.steps if args.steps is not None else sampling.get("num_inference_steps", 4)
+    guidance = args.guidance if args.guidance is not None else sampling.get("guidance_scale", 1.0)
+    check_request(args.prompt, "", steps, guidance, args.seed, 1)
+    pipe = load_t2v(args.model, device=resolve_device(args.device))
+    chunks = -(-args.frames // pipe.chunk_frames)
+    made, t0 = 0, time.perf_counter()
+    stream = pipe.stream(args.prompt, chunks, steps, float(guidance),
+                         generator=torch.Generator().manual_seed(args.seed))
+    with StreamingMP4(out) as mp4, tqdm(total=args.frames, desc="video", unit="frame") as bar:
+        try:
+            for frames in stream:
+                frames = frames[:args.frames - made]
+                mp4.append(frames)
+                made += len(frames)
+                bar.update(len(frames))
+        except KeyboardInterrupt:
+            print(f"stopped: keeping the {made} frames made", flush=True)
+    seconds = time.perf_counter() - t0
+    print(f"wrote {out}: {made} frames {pipe.frame_size()[1]}x{pipe.frame_size()[0]}, {steps} steps, guidance "
+          f"{guidance:g}, seed {args.seed}, {seconds:.1f} s ({made / max(seconds, 1e-9):.1f} frames/s)")
+    return 0

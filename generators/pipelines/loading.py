@@ -13,10 +13,13 @@ from pathlib import Path
 import torch
 
 from .text_to_image import PocketTextToImagePipeline, check_prompt
+from .text_to_video import PocketTextToVideoPipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {"Fast": ROOT / "assets" / "models" / "pocket-t2i-fast", "Quality": ROOT / "assets" / "models" / "pocket-t2i"}
 """The shipped models by name (trained here; model cards beside them): the few-step distilled student first."""
+SHIPPED_VIDEO = ROOT / "assets" / "models" / "pocket-t2v"
+"""The shipped streaming video model (4-step causal student)."""
 DEFAULT_T2I = SHIPPED["Quality"]
 """The trained teacher, which the student is distilled from."""
 
@@ -49,12 +52,32 @@ def _check_finite(pipe, folder: Path) -> None:
 
 def load_t2i(folder: str | Path | None = None, device: str = "cpu"):
     """A pipeline from a local folder (ours or any diffusers text-to-image pipeline); the default when None."""
+    return load_pipeline(resolve_model(folder), device)
+
+
+def resolve_video(folder: str | Path | None) -> Path:
+    return Path(folder) if folder is not None else SHIPPED_VIDEO
+
+
+def load_t2v(folder: str | Path | None = None, device: str = "cpu"):
+    """Our streaming video pipeline from a local folder; the shipped one when None."""
+    if folder is None and not (SHIPPED_VIDEO / "model_index.json").is_file():
+        raise ValueError(f"no streaming video model is shipped in {SHIPPED_VIDEO} yet: name a pipeline folder")
+    folder = resolve_video(folder)
+    pipe = load_pipeline(folder, device)
+    if not isinstance(pipe, PocketTextToVideoPipeline):
+        raise ValueError(f"{folder}: a {type(pipe).__name__}, not a streaming video pipeline")
+    return pipe
+
+
+def load_pipeline(folder: Path, device: str = "cpu"):
+    """Any local diffusers pipeline folder, ours by class name; named errors for what is not one."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     diffusers_logging.disable_progress_bar()  # loading bars: noise next to the generation's own progress
     transformers_logging.disable_progress_bar()
-    folder = resolve_model(folder)
+    folder = Path(folder)
     index = folder / "model_index.json"
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such model folder")
@@ -65,8 +88,9 @@ def load_t2i(folder: str | Path | None = None, device: str = "cpu"):
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"{index}: not valid JSON ({err})") from None
     try:
-        if class_name == PocketTextToImagePipeline.__name__:
-            pipe = PocketTextToImagePipeline.from_pretrained(folder, local_files_only=True)
+        ours = {c.__name__: c for c in (PocketTextToImagePipeline, PocketTextToVideoPipeline)}
+        if class_name in ours:
+            pipe = ours[class_name].from_pretrained(folder, local_files_only=True)
         else:
             from diffusers import DiffusionPipeline
 
