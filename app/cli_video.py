@@ -8,7 +8,6 @@ from pathlib import Path
 
 from .cli_types import device, finite
 
-
 MAX_FRAMES = 20_000
 
 
