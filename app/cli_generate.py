@@ -1,5 +1,5 @@
-"""The generator commands of ``pocket-studio``: ``generate``, ``train {t2i,vae}``, ``distill {kd,adv,kdmd}`` and
-``eval shapes``.
+"""The generator commands of ``pocket-studio``: ``generate``, ``train {t2i,vae,t2v}``, ``distill {kd,adv,kdmd}``
+and ``eval {shapes,motion}``.
 
 ``train``, ``distill`` and ``eval`` hand their flags to the engine's script, whose flags come from its config dataclass (so
 ``accelerate launch -m app.cli train t2i ...`` runs the same script on several processes).
@@ -12,8 +12,9 @@ from pathlib import Path
 
 from .cli_types import finite
 
-TRAINERS = {"t2i": "generators.training.train_t2i", "vae": "generators.training.train_vae"}
-EVALS = {"shapes": "generators.evaluation.run_shapes_eval"}
+TRAINERS = {"t2i": "generators.training.train_t2i", "vae": "generators.training.train_vae",
+            "t2v": "generators.training.train_t2v"}
+EVALS = {"shapes": "generators.evaluation.run_shapes_eval", "motion": "generators.evaluation.run_motion_eval"}
 DISTILLERS = {m: ("generators.distill.train_distill", ["--method", m]) for m in ("kd", "adv", "kdmd")}
 """Entries are a module, or (module, leading flags) when one script serves several kinds."""
 PASSTHROUGH = ("train", "distill", "eval")

@@ -139,7 +139,7 @@ def flow_matching_loss(model, x0: torch.Tensor, ctx: torch.Tensor, gen: torch.Ge
     b = x0.shape[0]
     sigma = torch.sigmoid(torch.randn(b, generator=gen)).to(x0.device)
     eps = torch.randn(x0.shape, generator=gen).to(x0.device)
-    s = sigma.view(-1, 1, 1, 1)
+    s = sigma.view(-1, *[1] * (x0.dim() - 1))  # images (B, C, H, W) and videos (B, C, T, H, W)
     xt = s * eps + (1 - s) * x0
     target = eps - x0
     pred = model(xt, sigma * 1000, ctx).sample

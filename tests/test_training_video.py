@@ -1,0 +1,55 @@
+"""The video trainer: teacher (bidirectional) and causal modes, one process and ``accelerate`` on two, resume,
+and the motion evaluation of what it saves."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from app.cli import main
+from generators.training.common import latest_checkpoint
+
+from .test_training import tiny_vae  # noqa: F401 - fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = json.dumps(dict(patch_size=1, hidden_size=32, num_heads=2, layout=[["lcha"], ["ssa"], ["lcha"]]))
+
+
+def _args(out, vae, steps, *extra):
+    return ["train", "t2v", "--out", str(out), "--vae", str(vae), "--image-size", "32", "--frames", "4",
+            "--samples", "8", "--batch-size", "2", "--steps", str(steps), "--checkpoint-every", "2",
+            "--log-every", "1", "--model-config", TINY, "--warmup", "1", *extra]
+
+
+def test_teacher_is_one_chunk_and_causal_resumes(tiny_vae, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    teacher = tmp_path / "teacher"
+    assert main(_args(teacher, tiny_vae, 2, "--mode", "teacher")) == 0
+    config = json.loads((teacher / "pipeline" / "denoiser" / "config.json").read_text())
+    assert config["chunk_frames"] == 4 and config["sample_size"] == [8, 8]
+    causal = tmp_path / "causal"
+    assert main(_args(causal, tiny_vae, 2, "--mode", "causal")) == 0
+    assert main(_args(causal, tiny_vae, 4, "--mode", "causal", "--resume")) == 0
+    assert [json.loads(r)["step"] for r in (causal / "loss.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
+    assert json.loads((causal / "pipeline" / "denoiser" / "config.json").read_text())["chunk_frames"] == 2
+    report = tmp_path / "motion.json"
+    assert main(["eval", "motion", "--model", str(causal / "pipeline"), "--frames", "4", "--per-direction", "1",
+                 "--clips-per-prompt", "1", "--out", str(report)]) == 0
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["clips"] == 8 and set(summary["per_direction"]) == {"left", "right", "up", "down"}
+    assert summary["held_out"]["clips"] == 4 and summary["steps"] == 20
+    assert main(["eval", "motion", "--model", str(latest_checkpoint(causal)), "--frames", "4",
+                 "--per-direction", "1", "--clips-per-prompt", "1"]) == 0
+
+
+def test_t2v_under_accelerate_on_two_cpu_processes(tiny_vae, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu", "-m", "app.cli",
+           *_args(out, tiny_vae, 3, "--cpu", "--mode", "causal")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert latest_checkpoint(out).name == "checkpoint-3"
+    assert sorted(p.name for p in (out / "cache").iterdir()) == ["clips-0-32-4-4-0-of-2.pt", "clips-0-32-4-4-1-of-2.pt"]
