@@ -1,4 +1,4 @@
-"""The generator commands of ``pocket-studio``: ``generate``, ``train {t2i,vae,t2v}``, ``distill {kd,adv,kdmd}``
+"""The generator commands of ``pocket-studio``: ``generate``, ``train {t2i,vae,t2v}``, ``distill {kd,adv,kdmd,t2v-ode,t2v-dmd}``
 and ``eval {shapes,motion}``.
 
 ``train``, ``distill`` and ``eval`` hand their flags to the engine's script, whose flags come from its config dataclass (so
@@ -15,7 +15,8 @@ from .cli_types import finite
 TRAINERS = {"t2i": "generators.training.train_t2i", "vae": "generators.training.train_vae",
             "t2v": "generators.training.train_t2v"}
 EVALS = {"shapes": "generators.evaluation.run_shapes_eval", "motion": "generators.evaluation.run_motion_eval"}
-DISTILLERS = {m: ("generators.distill.train_distill", ["--method", m]) for m in ("kd", "adv", "kdmd")}
+DISTILLERS = {m: ("generators.distill.train_distill", ["--method", m]) for m in ("kd", "adv", "kdmd")} | {
+    f"t2v-{s}": ("generators.distill.train_distill_video", ["--stage", s]) for s in ("ode", "dmd")}
 """Entries are a module, or (module, leading flags) when one script serves several kinds."""
 PASSTHROUGH = ("train", "distill", "eval")
 

@@ -53,3 +53,52 @@ def test_t2v_under_accelerate_on_two_cpu_processes(tiny_vae, tmp_path):  # noqa:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert latest_checkpoint(out).name == "checkpoint-3"
     assert sorted(p.name for p in (out / "cache").iterdir()) == ["clips-0-32-4-4-0-of-2.pt", "clips-0-32-4-4-1-of-2.pt"]
+
+
+def test_two_in_one_distillation_ode_then_self_forcing(tiny_vae, tmp_path, monkeypatch):  # noqa: F811
+    import torch
+
+    from generators.distill.train_distill_video import ode_grid
+    from generators.pipelines import PocketTextToVideoPipeline
+
+    grid, keep = ode_grid([1.0, 0.667, 0.334, 0.001, 0.0], 28)
+    assert [round(grid[k], 3) for k in keep] == [1.0, 0.667, 0.334, 0.001, 0.0] and 26 <= len(grid) - 1 <= 30
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    teacher = tmp_path / "teacher"
+    assert main(_args(teacher, tiny_vae, 2, "--mode", "teacher")) == 0
+    before = {k: v.clone() for k, v in PocketTextToVideoPipeline.from_pretrained(teacher / "pipeline")
+              .denoiser.state_dict().items()}
+    common = ["--teacher", str(teacher / "pipeline"), "--frames", "4", "--samples", "4", "--batch-size", "2",
+              "--teacher-steps", "4", "--log-every", "1", "--checkpoint-every", "2", "--warmup", "1"]
+    ode = tmp_path / "ode"
+    assert main(["distill", "t2v-ode", *common, "--out", str(ode), "--steps", "2"]) == 0
+    assert main(["distill", "t2v-ode", *common, "--out", str(ode), "--steps", "3", "--resume"]) == 0
+    assert [json.loads(r)["step"] for r in (ode / "loss.jsonl").read_text().splitlines()] == [0, 1, 2]
+    dmd = tmp_path / "dmd"
+    assert main(["distill", "t2v-dmd", *common, "--student", str(ode / "pipeline"), "--out", str(dmd),
+                 "--steps", "3", "--critic-updates", "2"]) == 0
+    rows = [json.loads(r) for r in (dmd / "loss.jsonl").read_text().splitlines()]
+    assert "dmd" in rows[0] and "dmd" not in rows[1] and all("critic" in r for r in rows)
+    student = PocketTextToVideoPipeline.from_pretrained(dmd / "pipeline")
+    assert student.chunk_frames == 2 and json.loads((dmd / "pipeline" / "sampling.json").read_text())[
+        "num_inference_steps"] == 4
+    assert student("a red circle moving left", num_frames=4).frames.shape == (4, 32, 32, 3)
+    after = PocketTextToVideoPipeline.from_pretrained(teacher / "pipeline").denoiser.state_dict()
+    assert all(torch.equal(before[k], v) for k, v in after.items())  # the teacher's folder is never written
+    assert main(["distill", "t2v-ode", *common, "--teacher", str(ode / "pipeline"), "--out", str(tmp_path / "x"),
+                 "--steps", "1"]) == 2  # a causal model is no teacher
+
+
+def test_self_forcing_under_accelerate_on_two_cpu_processes(tiny_vae, tmp_path):  # noqa: F811
+    teacher = tmp_path / "teacher"
+    assert main(_args(teacher, tiny_vae, 1, "--mode", "teacher")) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    for stage in ("ode", "dmd"):
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu", "-m", "app.cli",
+               "distill", f"t2v-{stage}", "--teacher", str(teacher / "pipeline"), "--frames", "4", "--samples", "2",
+               "--batch-size", "1", "--teacher-steps", "4", "--steps", "2", "--critic-updates", "1", "--cpu",
+               "--out", str(tmp_path / stage)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert latest_checkpoint(tmp_path / stage).name == "checkpoint-2"
