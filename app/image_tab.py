@@ -20,6 +20,7 @@ from generators.pipelines.loading import (
     describe,
     folder_widths,
     generate,
+    is_video_folder,
     load_t2i,
     read_sampling,
     shipped,
@@ -45,6 +46,8 @@ def model_choices(services: Services) -> dict[str, Path]:
     """Name shown -> folder: the shipped models first (those this checkout has), then the operator's."""
     choices = {f"{name} (shipped)": folder for name, folder in shipped().items()}
     for folder in services.config.model_dirs:
+        if is_video_folder(folder):  # offered by the Video tab
+            continue
         name = Path(folder).name
         while name in choices:
             name += "'"

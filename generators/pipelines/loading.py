@@ -24,6 +24,18 @@ DEFAULT_T2I = SHIPPED["Quality"]
 """The trained teacher, which the student is distilled from."""
 
 
+def pipeline_class(folder: str | Path) -> str | None:
+    """The ``_class_name`` a pipeline folder's ``model_index.json`` names (None when unreadable)."""
+    try:
+        return json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name")
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return None
+
+
+def is_video_folder(folder: str | Path) -> bool:
+    return pipeline_class(folder) == PocketTextToVideoPipeline.__name__
+
+
 def shipped() -> dict[str, Path]:
     """The shipped models this checkout has, by name."""
     return {name: path for name, path in SHIPPED.items() if (path / "model_index.json").is_file()}
