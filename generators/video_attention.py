@@ -15,6 +15,7 @@ positive.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -26,9 +27,10 @@ EPS = 1e-6
 
 
 # -- 3D rotary positions ------------------------------------------------------------------------------------------
+@lru_cache(maxsize=256)  # every block of every step of a chunk asks for the same table
 def rope_3d(t: int, h: int, w: int, dim: int, t0: int = 0, base: float = 10000.0, device=None):
     """(cos, sin) of shape (t*h*w, dim) for frames ``t0 .. t0+t-1``: the head dimension is split between time,
-    height and width (each an even share), as in 3D RoPE of video DiTs."""
+    height and width (each an even share), as in 3D RoPE of video DiTs. Shared tables: never write to them."""
     dt = 2 * (dim // 6)
     dh = 2 * ((dim - dt) // 4)
     dw = dim - dt - dh
