@@ -7,7 +7,6 @@ pick by name, never by path). Each loads once, on first use, into the studio's s
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import gradio as gr
@@ -28,6 +27,7 @@ from generators.pipelines.loading import (
 from stylize3d.atomic import atomic_open
 
 from .jobs import run_job
+from .model_choices import load_choice, named_folders
 from .public_errors import public_message
 from .services import Services
 
@@ -44,15 +44,8 @@ EXAMPLES = [
 
 def model_choices(services: Services) -> dict[str, Path]:
     """Name shown -> folder: the shipped models first (those this checkout has), then the operator's."""
-    choices = {f"{name} (shipped)": folder for name, folder in shipped().items()}
-    for folder in services.config.model_dirs:
-        if is_video_folder(folder):  # offered by the Video tab
-            continue
-        name = Path(folder).name
-        while name in choices:
-            name += "'"
-        choices[name] = Path(folder)
-    return choices
+    return named_folders({f"{name} (shipped)": folder for name, folder in shipped().items()},
+                         services.config.model_dirs, lambda f: not is_video_folder(f))  # video: the Video tab
 
 
 def sampling_of(folder: Path | None) -> tuple[int, float]:
@@ -73,12 +66,7 @@ class ImageHandlers:
         self.choices = model_choices(services)
 
     def _pipe(self, name: str):
-        if not self.choices:
-            raise gr.Error(NO_MODEL)
-        if name not in self.choices:
-            raise gr.Error(f"unknown model {name!r}: choose one of {', '.join(self.choices)}")
-        folder = self.choices[name]
-        return self.services.models.get(f"t2i:{folder}", lambda: (load_t2i(folder), threading.Lock()))
+        return load_choice(self.services, self.choices, name, "t2i", load_t2i, NO_MODEL)
 
     def model_handler(self, name: str):
         """A model's widths, and its own step count and guidance (a distilled student: few steps, guidance 1)."""

@@ -8,7 +8,6 @@ Models: the shipped streaming model, or video pipeline folders the operator name
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from generators.pipelines.loading import (
 from stylize3d.atomic import atomic_open
 
 from .jobs import run_job
+from .model_choices import load_choice, named_folders
 from .public_errors import public_message
 from .services import Services
 from .video_file import FPS, StreamingMP4
@@ -40,14 +40,8 @@ NO_MODEL = ("No streaming video model here: this checkout ships none yet (it is 
 
 
 def model_choices(services: Services) -> dict[str, Path]:
-    choices = {"Pocket S2DiT (shipped)": SHIPPED_VIDEO} if is_video_folder(SHIPPED_VIDEO) else {}
-    for folder in services.config.model_dirs:
-        if is_video_folder(folder):
-            name = Path(folder).name
-            while name in choices:
-                name += "'"
-            choices[name] = Path(folder)
-    return choices
+    shipped = {"Pocket S2DiT (shipped)": SHIPPED_VIDEO} if is_video_folder(SHIPPED_VIDEO) else {}
+    return named_folders(shipped, services.config.model_dirs, is_video_folder)
 
 
 class VideoHandlers:
@@ -56,12 +50,7 @@ class VideoHandlers:
         self.choices = model_choices(services)
 
     def _pipe(self, name: str):
-        if not self.choices:
-            raise gr.Error(NO_MODEL)
-        if name not in self.choices:
-            raise gr.Error(f"unknown model {name!r}: choose one of {', '.join(self.choices)}")
-        folder = self.choices[name]
-        return self.services.models.get(f"t2v:{folder}", lambda: (load_t2v(folder), threading.Lock()))
+        return load_choice(self.services, self.choices, name, "t2v", load_t2v, NO_MODEL)
 
     def video_handler(self, prompt: str, seed: float, frames: float, keep_going: bool, model: str,
                       request: gr.Request):

@@ -4,10 +4,7 @@ one process, under ``accelerate`` on two, with ``--resume``, LoRA and a standard
 
 import copy
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,8 @@ from generators.models import SnapGenDiT, SnapGenUNet
 from generators.pipelines import PocketTextToImagePipeline
 from generators.text_encoder import load_text_encoder
 from generators.training.common import latest_checkpoint
+
+from .launch import accelerate_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -269,11 +268,7 @@ def test_kdmd_with_lora_resumes_where_it_stopped(teacher_dir, tmp_path, monkeypa
 @pytest.mark.parametrize("method", ["adv", "kdmd"])
 def test_distill_under_accelerate_on_two_cpu_processes(method, teacher_dir, tmp_path):
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu", "-m", "app.cli",
-           *_args(method, teacher_dir, out, 3, "--cpu", "--critic-updates", "2")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    proc = accelerate_cli(*_args(method, teacher_dir, out, 3, "--cpu", "--critic-updates", "2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert latest_checkpoint(out).name == "checkpoint-3"
     assert (out / "pipeline" / "model_index.json").is_file()

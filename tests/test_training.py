@@ -2,9 +2,6 @@
 EMA, the loss log, ``--resume``; the autoencoder trainer; and the command line around them."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +9,8 @@ import torch
 
 from app.cli import main
 from generators.training.common import latest_checkpoint
+
+from .launch import accelerate_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_UNET = json.dumps(dict(block_out_channels=[16, 16, 16], transformer_layers=[0, 1, 1], layers_per_block=1,
@@ -38,12 +37,7 @@ def _args(out, vae, steps, *extra):
 
 def test_t2i_under_accelerate_on_two_cpu_processes(tiny_vae, tmp_path):
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu",  # on a CPU-only machine: MULTI_CPU
-           "-m", "app.cli", "train", "t2i",
-           *_args(out, tiny_vae, 3, "--cpu")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    proc = accelerate_cli("train", "t2i", *_args(out, tiny_vae, 3, "--cpu"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (out / "cache").iterdir()) == ["data-0-32-8-0-of-2.pt", "data-0-32-8-1-of-2.pt"]
     assert latest_checkpoint(out).name == "checkpoint-3"

@@ -2,14 +2,12 @@
 and the motion evaluation of what it saves."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from app.cli import main
 from generators.training.common import latest_checkpoint
 
+from .launch import accelerate_cli
 from .test_training import tiny_vae  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,11 +43,7 @@ def test_teacher_is_one_chunk_and_causal_resumes(tiny_vae, tmp_path, monkeypatch
 
 def test_t2v_under_accelerate_on_two_cpu_processes(tiny_vae, tmp_path):  # noqa: F811
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu", "-m", "app.cli",
-           *_args(out, tiny_vae, 3, "--cpu", "--mode", "causal")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    proc = accelerate_cli(*_args(out, tiny_vae, 3, "--cpu", "--mode", "causal"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert latest_checkpoint(out).name == "checkpoint-3"
     assert sorted(p.name for p in (out / "cache").iterdir()) == ["clips-0-32-4-4-0-of-2.pt", "clips-0-32-4-4-1-of-2.pt"]
@@ -92,13 +86,9 @@ def test_two_in_one_distillation_ode_then_self_forcing(tiny_vae, tmp_path, monke
 def test_self_forcing_under_accelerate_on_two_cpu_processes(tiny_vae, tmp_path):  # noqa: F811
     teacher = tmp_path / "teacher"
     assert main(_args(teacher, tiny_vae, 1, "--mode", "teacher")) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     for stage in ("ode", "dmd"):
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu", "-m", "app.cli",
-               "distill", f"t2v-{stage}", "--teacher", str(teacher / "pipeline"), "--frames", "4", "--samples", "2",
-               "--batch-size", "1", "--teacher-steps", "4", "--steps", "2", "--critic-updates", "1", "--cpu",
-               "--out", str(tmp_path / stage)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+        proc = accelerate_cli("distill", f"t2v-{stage}", "--teacher", str(teacher / "pipeline"), "--frames", "4",
+                              "--samples", "2", "--batch-size", "1", "--teacher-steps", "4", "--steps", "2",
+                              "--critic-updates", "1", "--cpu", "--out", str(tmp_path / stage))
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert latest_checkpoint(tmp_path / stage).name == "checkpoint-2"

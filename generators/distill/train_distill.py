@@ -28,6 +28,7 @@ from ..training.common import (
     cosine_lr,
     latest_checkpoint,
     load_module,
+    require_positive,
     save_checkpoint,
 )
 from .features import FeatureTap, Projectors, default_feature_layers
@@ -90,10 +91,8 @@ class DistillConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
-        for name in ("student_steps", "teacher_steps", "samples", "batch_size", "steps", "critic_updates",
-                     "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        require_positive(self, "student_steps", "teacher_steps", "samples", "batch_size", "steps", "critic_updates",
+                         "checkpoint_every", "log_every")
         if self.teacher_steps < self.student_steps:
             raise ValueError(f"teacher_steps ({self.teacher_steps}) must be >= student_steps ({self.student_steps})")
         if self.lora_rank < 0:

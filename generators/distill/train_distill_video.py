@@ -30,6 +30,7 @@ from ..training.common import (
     cosine_lr,
     latest_checkpoint,
     load_optimizer,
+    require_positive,
     save_checkpoint,
 )
 from .losses import dmd_loss
@@ -69,10 +70,8 @@ class VideoDistillConfig:
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, not {self.stage!r}")
-        for name in ("frames", "chunk_frames", "student_steps", "teacher_steps", "samples", "batch_size", "steps",
-                     "critic_updates", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        require_positive(self, "frames", "chunk_frames", "student_steps", "teacher_steps", "samples", "batch_size",
+                         "steps", "critic_updates", "checkpoint_every", "log_every")
         if self.frames % self.chunk_frames:
             raise ValueError(f"{self.frames} frames are not whole chunks of {self.chunk_frames}")
 

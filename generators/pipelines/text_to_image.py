@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from .. import models  # noqa: F401  (diffusers finds our denoiser classes only in imported modules)
-from ..text_encoder import MAX_PROMPT_TOKENS, encode_text, load_text_encoder
+from ..text_encoder import MAX_PROMPT_TOKENS, encode_text
+from .base import PocketPipeline
 
 MAX_PROMPT_CHARS = 2000
 
@@ -43,42 +43,13 @@ def check_prompt(prompt, name: str = "prompt", allow_empty: bool = False) -> lis
     return prompts
 
 
-class PocketTextToImagePipeline(DiffusionPipeline):
-    model_cpu_offload_seq = "text_encoder->denoiser->vae"
-    _optional_components = ["tokenizer", "text_encoder"]
-    _callback_tensor_inputs = ["latents", "noise_pred"]
-
-    def __init__(self, denoiser, vae, scheduler: FlowMatchEulerDiscreteScheduler, tokenizer=None, text_encoder=None):
-        super().__init__()
-        if text_encoder is None and tokenizer is None:
-            tokenizer, text_encoder = load_text_encoder()
-        self.register_modules(denoiser=denoiser, vae=vae, scheduler=scheduler, tokenizer=tokenizer,
-                              text_encoder=text_encoder)
-
-    @classmethod
-    def assemble(cls, denoiser, vae, tokenizer=None, text_encoder=None) -> "PocketTextToImagePipeline":
-        return cls(denoiser=denoiser, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),
-                   tokenizer=tokenizer, text_encoder=text_encoder)
-
-    def save_pretrained(self, save_directory, include_text_encoder: bool = True, **kwargs):
-        """``include_text_encoder=False`` writes ``null`` for it: loading then takes the MiniLM package."""
-        if include_text_encoder:
-            return super().save_pretrained(save_directory, **kwargs)
-        tok, enc = self.tokenizer, self.text_encoder
-        self.register_modules(tokenizer=None, text_encoder=None)
-        try:
-            return super().save_pretrained(save_directory, **kwargs)
-        finally:
-            self.register_modules(tokenizer=tok, text_encoder=enc)
+class PocketTextToImagePipeline(PocketPipeline):
 
     # -- properties --------------------------------------------------------------------------------------------
     @property
     def image_size(self) -> int:
         return int(self.denoiser.config.sample_size) * self.vae_scale_factor
 
-    @property
-    def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
     def widths(self) -> tuple[float, ...]:

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from .. import models  # noqa: F401  (diffusers finds our denoiser classes only in imported modules)
-from ..text_encoder import MAX_PROMPT_TOKENS, encode_text, load_text_encoder
+from ..text_encoder import MAX_PROMPT_TOKENS, encode_text
+from .base import PocketPipeline
 from .text_to_image import check_prompt
 
 
@@ -37,37 +37,8 @@ class VideoPipelineOutput(BaseOutput):
     """(T, H, W, 3) uint8."""
 
 
-class PocketTextToVideoPipeline(DiffusionPipeline):
-    model_cpu_offload_seq = "text_encoder->denoiser->vae"
-    _optional_components = ["tokenizer", "text_encoder"]
-    _callback_tensor_inputs = ["latents", "noise_pred"]
+class PocketTextToVideoPipeline(PocketPipeline):
 
-    def __init__(self, denoiser, vae, scheduler: FlowMatchEulerDiscreteScheduler, tokenizer=None, text_encoder=None):
-        super().__init__()
-        if text_encoder is None and tokenizer is None:
-            tokenizer, text_encoder = load_text_encoder()
-        self.register_modules(denoiser=denoiser, vae=vae, scheduler=scheduler, tokenizer=tokenizer,
-                              text_encoder=text_encoder)
-
-    @classmethod
-    def assemble(cls, denoiser, vae, tokenizer=None, text_encoder=None) -> "PocketTextToVideoPipeline":
-        return cls(denoiser=denoiser, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),
-                   tokenizer=tokenizer, text_encoder=text_encoder)
-
-    def save_pretrained(self, save_directory, include_text_encoder: bool = True, **kwargs):
-        """``include_text_encoder=False`` writes ``null`` for it: loading then takes the MiniLM package."""
-        if include_text_encoder:
-            return super().save_pretrained(save_directory, **kwargs)
-        tok, enc = self.tokenizer, self.text_encoder
-        self.register_modules(tokenizer=None, text_encoder=None)
-        try:
-            return super().save_pretrained(save_directory, **kwargs)
-        finally:
-            self.register_modules(tokenizer=tok, text_encoder=enc)
-
-    @property
-    def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
     def chunk_frames(self) -> int:

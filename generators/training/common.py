@@ -61,6 +61,13 @@ def config_from_args(cls, argv: list[str] | None, description: str, prog: str | 
         p.error(str(err))
 
 
+def require_positive(cfg, *names: str) -> None:
+    """A ValueError naming the first of ``names`` whose value is below 1 (counts, sizes, intervals)."""
+    for name in names:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, not {getattr(cfg, name)}")
+
+
 def latest_checkpoint(out: Path) -> Path | None:
     found = sorted(Path(out).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     return found[-1] if found else None
