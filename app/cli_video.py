@@ -94,10 +94,15 @@ def _defaults() -> dict:
 def _cmd_video(args) -> int:
     import time
 
-    import torch
     from tqdm import tqdm
 
-    from generators.pipelines.loading import check_request, load_t2v, read_sampling, resolve_video
+    from generators.pipelines.loading import (
+        check_request,
+        load_t2v,
+        read_sampling,
+        resolve_video,
+        stream_video,
+    )
     from stylize3d.atomic import check_parent
     from stylize3d.reconstruct import resolve_device
 
@@ -117,8 +122,7 @@ def _cmd_video(args) -> int:
     pipe = load_t2v(args.model, device=resolve_device(args.device))
     chunks = -(-args.frames // pipe.chunk_frames)
     made, t0 = 0, time.perf_counter()
-    stream = pipe.stream(args.prompt, chunks, steps, float(guidance),
-                         generator=torch.Generator().manual_seed(args.seed))
+    stream = stream_video(pipe, args.prompt, chunks, steps, guidance, args.seed)
     with StreamingMP4(out) as mp4, tqdm(total=args.frames, desc="video", unit="frame") as bar:
         try:
             for frames in stream:

@@ -21,6 +21,7 @@ from generators.pipelines.loading import (
     is_video_folder,
     load_t2v,
     read_sampling,
+    stream_video,
 )
 from stylize3d.atomic import atomic_open
 
@@ -69,8 +70,6 @@ class VideoHandlers:
         mp4 = folder / "clip.mp4"
 
         def work(emit, should_stop):
-            import torch
-
             emit("status", "loading the model")
             pipe, lock = self._pipe(model)
             sampling = read_sampling(self.choices[model])
@@ -79,8 +78,7 @@ class VideoHandlers:
             chunks = None if keep_going else -(-frames // pipe.chunk_frames)
             made, t0 = 0, time.perf_counter()
             with lock, StreamingMP4(mp4) as writer:
-                for chunk in pipe.stream(prompt, chunks, steps, guidance,
-                                         generator=torch.Generator().manual_seed(seed)):
+                for chunk in stream_video(pipe, prompt, chunks, steps, guidance, seed):
                     chunk = chunk if keep_going else chunk[:frames - made]
                     writer.append(chunk)
                     made += len(chunk)

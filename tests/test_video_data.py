@@ -32,7 +32,7 @@ def test_training_clips_never_show_a_held_out_motion_and_stay_in_frame():
 
 @pytest.mark.parametrize("direction", list(DIRECTIONS))
 def test_ground_truth_clips_pass(direction):
-    rng = random.Random(hash(direction) % 1000)
+    rng = random.Random(list(DIRECTIONS).index(direction))  # hash() changes between runs
     results = []
     for _ in range(6):
         s = sample_video_scene(rng, 8, direction=direction)

@@ -55,7 +55,7 @@ def sample_video_scene(rng: random.Random, frames: int, *, held_out: bool = Fals
     else:
         raise ValueError(f"every combination asked for is held out: {direction}, {shape}, {color}")
     n = count or rng.choices((1, 2, 3), weights=(3, 2, 1))[0]
-    size = rng.uniform(0.14, 0.2) if n > 1 else rng.uniform(0.18, 0.28)
+    size = rng.uniform(0.16, 0.21) if n > 1 else rng.uniform(0.18, 0.28)  # the detector needs 0.16 for stars
     travel = rng.uniform(0.25, 0.35)  # of the side, over the whole clip
     dx, dy = DIRECTIONS[d]
     # Place the objects in a unit square that stands for the start region (1 - travel long on the motion

@@ -195,3 +195,9 @@ def generate(pipe, prompt: str, negative_prompt: str = "", steps: int | None = N
     images = pipe(**kwargs).images
     return images, {"steps": steps, "guidance": float(guidance), "seed": seed, "width_mult": width_mult,
                     "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def stream_video(pipe, prompt: str, chunks: int | None, steps: int, guidance: float, seed: int = 0):
+    """The pipeline's chunk stream for one prompt and seed (``chunks=None``: until the caller stops)."""
+    check_request(prompt, "", steps, guidance, seed, 1)
+    return pipe.stream(prompt, chunks, steps, float(guidance), generator=torch.Generator().manual_seed(seed))
