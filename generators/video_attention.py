@@ -7,7 +7,8 @@ has a slow, obvious twin (``*_reference``) that the tests compare against, forwa
 
 Causal linear attention follows fla-org's chunkwise form (``naive.py``): per compute chunk, the running state
 ``S = sum phi(k)^T v`` of everything before it plus a masked quadratic form inside it; the final state is the
-streaming cache. As SANA writes it, the normaliser comes from the same matmuls and the division is in fp32.
+streaming cache. A compute chunk that is exactly one block sees itself whole, so its quadratic form collapses to
+its own state (no N^2 term at all: a bidirectional clip-long chunk costs O(N)). As SANA writes it, the normaliser comes from the same matmuls and the division is in fp32.
 RoPE rotates the numerator's features only (the denominator keeps the positive kernel), so the normaliser stays
 positive.
 """
@@ -94,10 +95,14 @@ def block_causal_linear_attention(q, k, v, q_rot, k_rot, block: int, chunk: int 
     z0 = state.z.to(acc) if state is not None else q.new_zeros(b, h, d, dtype=acc)
     kv_prev = kv0[:, :, None] + torch.cumsum(kv_c, dim=2) - kv_c  # exclusive prefix sums
     z_prev = z0[:, :, None] + torch.cumsum(z_c, dim=2) - z_c
-    ids = torch.arange(chunk, device=q.device) // block
-    mask = (ids[:, None] >= ids[None, :]).to(acc)
-    num = qr @ kv_prev + (qr @ kr.transpose(-1, -2) * mask) @ vf
-    den = (qf * z_prev[..., None, :]).sum(-1, keepdim=True) + ((qf @ kf.transpose(-1, -2)) * mask).sum(-1, keepdim=True)
+    if chunk == block:  # the chunk sees itself whole: its own state, no quadratic form (a clip-long chunk is cheap)
+        num = qr @ (kv_prev + kv_c)
+        den = (qf * (z_prev + z_c)[..., None, :]).sum(-1, keepdim=True)
+    else:
+        ids = torch.arange(chunk, device=q.device) // block
+        mask = (ids[:, None] >= ids[None, :]).to(acc)
+        num = qr @ kv_prev + (qr @ kr.transpose(-1, -2) * mask) @ vf
+        den = (qf * z_prev[..., None, :]).sum(-1, keepdim=True) + ((qf @ kf.transpose(-1, -2)) * mask).sum(-1, keepdim=True)
     out = (num / (den + EPS)).view(b, h, nc * chunk, dv)[:, :, :n]
     new = LinearState(kv0 + kv_c.sum(2), z0 + z_c.sum(2))
     return out.to(v.dtype), new
