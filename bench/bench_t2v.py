@@ -34,16 +34,16 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def default_pipeline(device: str, dtype=torch.float32):
+def default_pipeline(device: str, dtype=torch.float32, chunk_frames: int | None = None):
     from generators.pipelines import PocketTextToVideoPipeline
     from generators.pipelines.loading import SHIPPED_VIDEO, load_t2v
 
-    if (SHIPPED_VIDEO / "model_index.json").is_file():
+    if (SHIPPED_VIDEO / "model_index.json").is_file() and chunk_frames is None:
         return load_t2v(SHIPPED_VIDEO, device=device), "shipped"
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
-    den = S2DiT(**DEFAULT_CONFIG)
+    den = S2DiT(**{**DEFAULT_CONFIG, **({"chunk_frames": chunk_frames} if chunk_frames else {})})
     vae = AutoencoderKL.from_pretrained(ROOT / "assets" / "models" / "pocket-vae")
     return PocketTextToVideoPipeline.assemble(den.eval(), vae.eval()).to(device), \
         "default config, random weights"
@@ -63,8 +63,8 @@ def stream_times(pipe, chunks: int, device: str) -> list[float]:
         times.append(time.perf_counter() - t0)
 
 
-def bench_fps(device: str, chunks: int = 12) -> dict:
-    pipe, what = default_pipeline(device)
+def bench_fps(device: str, chunks: int = 12, chunk_frames: int | None = None) -> dict:
+    pipe, what = default_pipeline(device, chunk_frames=chunk_frames)
     pipe.set_progress_bar_config(disable=True)
     times = stream_times(pipe, chunks, device)[2:]  # the first chunks warm up
     f = pipe.chunk_frames
@@ -148,6 +148,7 @@ def main() -> None:
     p.add_argument("--only", default="fps,chunks,lcha,full")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--chunk-frames", type=int, default=None, help="fps: the default config at another chunk length")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
@@ -155,7 +156,7 @@ def main() -> None:
            "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}
     only = set(args.only.split(","))
     if "fps" in only:
-        out["fps"] = bench_fps(args.device)
+        out["fps"] = bench_fps(args.device, chunk_frames=args.chunk_frames)
     if "chunks" in only:
         out["chunks"] = bench_chunks(args.device)
     if "lcha" in only:
