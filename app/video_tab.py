@@ -40,6 +40,12 @@ NO_MODEL = ("No streaming video model here: this checkout ships none yet (it is 
             "was started without a video pipeline in --model-dir.")
 
 
+def _shown(frame: np.ndarray, side: int = 320) -> np.ndarray:
+    """A small frame enlarged by whole pixels for the page (the MP4 and the style keep the model's size)."""
+    k = max(1, side // max(frame.shape[:2]))
+    return np.repeat(np.repeat(frame, k, axis=0), k, axis=1)
+
+
 def model_choices(services: Services) -> dict[str, Path]:
     shipped = {"Pocket S2DiT (shipped)": SHIPPED_VIDEO} if is_video_folder(SHIPPED_VIDEO) else {}
     return named_folders(shipped, services.config.model_dirs, is_video_folder)
@@ -98,7 +104,7 @@ class VideoHandlers:
                     _, chunk, made, fps = event
                     last = chunk[-1]
                     state["last_frame"] = last
-                    yield last, f"{made} frames, **{fps:.1f} frames/s** (live)", gr.update()
+                    yield _shown(last), f"{made} frames, **{fps:.1f} frames/s** (live)", gr.update()
                 elif event[0] == "waiting":
                     yield gr.update(), "waiting for a free slot (the studio is busy)...", gr.update()
         except StopIteration as done:
@@ -106,7 +112,7 @@ class VideoHandlers:
         status = (f"{'Stopped after' if stopped else 'Made'} {made} frames in {seconds:.1f} s "
                   f"({made / max(seconds, 1e-9):.1f} frames/s, {steps} steps per chunk); the MP4 plays at {FPS} fps. "
                   "Press **Use frame as style** to stylize a 3D object with the last frame.")
-        yield (last if last is not None else gr.update()), status, (str(mp4) if mp4.is_file() else None)
+        yield (_shown(last) if last is not None else gr.update()), status, (str(mp4) if mp4.is_file() else None)
 
     def stop_handler(self, request: gr.Request):
         session = self.services.sessions.get(getattr(request, "session_hash", None))
