@@ -146,9 +146,12 @@ def local_block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sid
     out = torch.empty_like(qb)
     for q_idx, n_idx in _neighbour_groups(g, r):
         q_idx, n_idx = q_idx.to(q.device), n_idx.to(q.device)
-        keys = kb[:, :, n_idx].flatten(3, 4)  # (B, h, blocks in group, neighbours * s*s, D)
-        vals = vb[:, :, n_idx].flatten(3, 4)
-        out[:, :, q_idx] = F.scaled_dot_product_attention(qb[:, :, q_idx], keys, vals)
+        # (B, h * blocks in group, tokens, D): 4-D, so SDPA takes its fused kernel (5-D inputs fall back to the
+        # math path, which materialises the scores: 39 GB for one group at 64k tokens)
+        keys = kb[:, :, n_idx].flatten(3, 4).flatten(1, 2)
+        vals = vb[:, :, n_idx].flatten(3, 4).flatten(1, 2)
+        got = F.scaled_dot_product_attention(qb[:, :, q_idx].flatten(1, 2), keys, vals)
+        out[:, :, q_idx] = got.unflatten(1, (h, len(q_idx)))
     o = out.reshape(b, h, g, g, s, s, d).permute(0, 1, 2, 4, 3, 5, 6)
     return o.reshape(b, h, n, d)
 
