@@ -3,9 +3,10 @@ encoder), the offline MiniLM when no text encoder is given, and folders that may
 
 from __future__ import annotations
 
+import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 
-from ..text_encoder import load_text_encoder
+from ..text_encoder import MAX_PROMPT_TOKENS, encode_text, load_text_encoder
 
 
 class PocketPipeline(DiffusionPipeline):
@@ -39,3 +40,14 @@ class PocketPipeline(DiffusionPipeline):
     @property
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def encode_prompt(self, prompt: list[str], device) -> torch.Tensor:
+        return encode_text(self.tokenizer, self.text_encoder, prompt, MAX_PROMPT_TOKENS, device=device)
+
+    @staticmethod
+    def guide(out: torch.Tensor, guidance_scale: float, use_cfg: bool) -> torch.Tensor:
+        """Classifier-free guidance of an (unconditional, conditional) batch; the output itself without it."""
+        if not use_cfg:
+            return out
+        u, c = out.chunk(2)
+        return u + guidance_scale * (c - u)

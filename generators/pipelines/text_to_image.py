@@ -17,7 +17,6 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from .. import models  # noqa: F401  (diffusers finds our denoiser classes only in imported modules)
-from ..text_encoder import MAX_PROMPT_TOKENS, encode_text
 from .base import PocketPipeline
 
 MAX_PROMPT_CHARS = 2000
@@ -57,9 +56,6 @@ class PocketTextToImagePipeline(PocketPipeline):
         return tuple(getattr(self.denoiser.config, "widths", None) or (1.0,))
 
     # -- steps ---------------------------------------------------------------------------------------------------
-    def encode_prompt(self, prompt: list[str], device) -> torch.Tensor:
-        return encode_text(self.tokenizer, self.text_encoder, prompt, MAX_PROMPT_TOKENS, device=device)
-
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
         z = latents / self.vae.config.scaling_factor + shift
@@ -122,11 +118,7 @@ class PocketTextToImagePipeline(PocketPipeline):
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             x_in = torch.cat([latents, latents]) if use_cfg else latents
             out = self.denoiser(x_in.to(self.denoiser.dtype), t.expand(x_in.shape[0]), ctx, **extra).sample.float()
-            if use_cfg:
-                u, c = out.chunk(2)
-                noise_pred = u + guidance_scale * (c - u)
-            else:
-                noise_pred = out
+            noise_pred = self.guide(out, guidance_scale, use_cfg)
             latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
             if callback_on_step_end is not None:
                 tensors = {"latents": latents, "noise_pred": noise_pred}

@@ -18,7 +18,6 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from .. import models  # noqa: F401  (diffusers finds our denoiser classes only in imported modules)
-from ..text_encoder import MAX_PROMPT_TOKENS, encode_text
 from .base import PocketPipeline
 from .text_to_image import check_prompt
 
@@ -95,9 +94,9 @@ class PocketTextToVideoPipeline(PocketPipeline):
             raise ValueError(f"callback_on_step_end_tensor_inputs: {sorted(bad)} not in {self._callback_tensor_inputs}")
         device = self._execution_device
         use_cfg = guidance_scale > 1.0
-        cond = encode_text(self.tokenizer, self.text_encoder, prompts, MAX_PROMPT_TOKENS, device=device)
+        cond = self.encode_prompt(prompts, device)
         if use_cfg:
-            uncond = encode_text(self.tokenizer, self.text_encoder, [negative_prompt], MAX_PROMPT_TOKENS, device=device)
+            uncond = self.encode_prompt([negative_prompt], device)
             ctx = torch.cat([uncond, cond])
         else:
             ctx = cond
@@ -113,11 +112,7 @@ class PocketTextToVideoPipeline(PocketPipeline):
             for i, t in enumerate(self.scheduler.timesteps):
                 x_in = torch.cat([latents, latents]) if use_cfg else latents
                 out = self.denoiser(x_in.to(self.denoiser.dtype), t.expand(x_in.shape[0]), ctx, cache=cache).sample.float()
-                if use_cfg:
-                    u, c = out.chunk(2)
-                    noise_pred = u + guidance_scale * (c - u)
-                else:
-                    noise_pred = out
+                noise_pred = self.guide(out, guidance_scale, use_cfg)
                 latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
                 if callback_on_step_end is not None:
                     tensors = {"latents": latents, "noise_pred": noise_pred}
