@@ -1,7 +1,7 @@
 """``pocket-studio``: one command line for both engines (the studio itself is ``app.py``).
 
 Each engine's commands are registered by a front-end module (``cli_3d``: scene, stylize, reconstruct;
-``cli_generate``: generate, train, distill, eval; ``cli_video``: search-sandwich); this module owns what they share: one error line and exit 2 for every
+``cli_generate``: generate, train, distill, eval; ``cli_video``: video, search-sandwich; ``cli_export``: export-coreml, export-coreai); this module owns what they share: one error line and exit 2 for every
 usage or input error, values that may start with ``-``, and the catch-all that keeps tracebacks behind ``-v``.
 """
 
@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 
-from . import cli_3d, cli_generate, cli_video
+from . import cli_3d, cli_export, cli_generate, cli_video
 
 logger = logging.getLogger("pocket_studio")
 
@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     cli_3d.register(sub)
     cli_generate.register(sub)
     cli_video.register(sub)
+    cli_export.register(sub)
     return p
 
 

@@ -87,6 +87,7 @@ class ImageHandlers:
         except (TypeError, ValueError) as err:
             raise gr.Error(public_message(err)) from err
         state = session.tab(TAB)
+        session.last_model = model
 
         def work(emit, should_stop):
             emit("progress", 0, steps, "loading the model")

@@ -32,6 +32,10 @@ class Session:
     """Images of this session any tab can use as a style (``history:N`` in a style plan): stylized views and
     images the Image tab sends with "Use as style". The one state tabs share."""
 
+    last_model: str | None = None
+    """The model (by its name in the tabs) this session last generated with in the Image or Video tab: the
+    Export tab's "This session's model"."""
+
     def tab(self, name: str) -> dict[str, Any]:
         return self.tabs.setdefault(name, {})
 

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import image_tab, stylize_tab, video_tab
+from . import export_tab, image_tab, stylize_tab, video_tab
 from .gradio_cache import forget_cached_copies
 from .services import ASSETS, Services, StudioConfig
 
 logger = logging.getLogger(__name__)
 
-TABS = [("3D Stylize", stylize_tab.build), ("Image", image_tab.build), ("Video", video_tab.build)]
+TABS = [("3D Stylize", stylize_tab.build), ("Image", image_tab.build), ("Video", video_tab.build),
+        ("Export", export_tab.build)]
 """Title and ``build(services, demo, shared)`` of each tab, in page order. ``shared`` carries the components
 one tab offers another (the 3D tab's style history, which "Use as style" feeds)."""
 

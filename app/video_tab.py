@@ -71,6 +71,7 @@ class VideoHandlers:
         except (TypeError, ValueError) as err:
             raise gr.Error(public_message(err)) from err
         state = session.tab(TAB)
+        session.last_model = model
         folder = session.new_dir("video")
         folder.mkdir(parents=True, exist_ok=True)
         mp4 = folder / "clip.mp4"

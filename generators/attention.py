@@ -49,6 +49,8 @@ def slim_linear(x: torch.Tensor, layer: nn.Linear, out_features: int | None = No
     """``layer`` restricted to its first ``x.shape[-1]`` inputs and ``out_features`` outputs (slimmable
     networks: a narrower width is the leading slice of every projection)."""
     out_features = out_features or layer.out_features
+    if out_features == layer.out_features and x.shape[-1] == layer.in_features:
+        return layer(x)  # the full width: no slice (an identity slice exports as ``alias``, which Core ML lacks)
     w = layer.weight[:out_features, : x.shape[-1]]
     b = layer.bias[:out_features] if layer.bias is not None else None
     return F.linear(x, w, b)

@@ -47,6 +47,51 @@ def rope_3d(t: int, h: int, w: int, dim: int, t0: int = 0, base: float = 10000.0
     return grid.cos().float(), grid.sin().float()
 
 
+def _time_frequencies(dim: int, base: float = 10000.0) -> torch.Tensor:
+    """Per-channel angular speed in time (D,), laid out as :func:`rope_3d` lays its table out (spatial: 0)."""
+    dt = 2 * (dim // 6)
+    inv = 1.0 / base ** (torch.arange(0, dt, 2, dtype=torch.float64) / max(dt, 1))
+    return torch.cat([inv, inv.new_zeros((dim - dt) // 2)]).repeat_interleave(2)
+
+
+@dataclass
+class TimeRotation:
+    """A stream's time offset ``t0`` as the rotation it applies to every RoPE pair, (cos, sin) of shape (D,).
+
+    An exported model cannot take ``t0`` as an integer (it would be baked into the graph), and an fp16 graph
+    cannot compute cos(t0 * f) for large ``t0``: so the host computes it in fp32 (``frequencies`` below, listed
+    in the export manifest) and passes it in. ``rope_at`` composes it with the table of offset 0."""
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+    @staticmethod
+    def frequencies(dim: int) -> torch.Tensor:
+        return _time_frequencies(dim)
+
+    @classmethod
+    def at(cls, t0: int, dim: int, device=None) -> "TimeRotation":
+        a = t0 * _time_frequencies(dim).to(device)
+        return cls(a.cos().float(), a.sin().float())
+
+
+def rope_at(t: int, h: int, w: int, dim: int, t0: "int | TimeRotation", device=None):
+    """:func:`rope_3d` for an integer offset, or its offset-0 table rotated by a :class:`TimeRotation`."""
+    if not isinstance(t0, TimeRotation):
+        return rope_3d(t, h, w, dim, int(t0), device=device)
+    cos0, sin0 = rope_3d(t, h, w, dim, 0, device=device)
+    c, s = t0.cos.to(cos0.dtype), t0.sin.to(cos0.dtype)
+    return cos0 * c - sin0 * s, sin0 * c + cos0 * s
+
+
+def advance(t0: "int | TimeRotation", frames: int) -> "int | TimeRotation":
+    """The offset ``frames`` later."""
+    if not isinstance(t0, TimeRotation):
+        return t0 + frames
+    step = TimeRotation.at(frames, t0.cos.shape[-1], t0.cos.device)
+    c, s = step.cos.to(t0.cos.dtype), step.sin.to(t0.cos.dtype)
+    return TimeRotation(t0.cos * c - t0.sin * s, t0.sin * c + t0.cos * s)
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate pairs (x0, x1) of the last dimension of (..., N, D)."""
     pairs = x.unflatten(-1, (-1, 2))
@@ -127,7 +172,7 @@ class LCHACache:
     linear: LinearState
     tail: torch.Tensor
     """The last ``kernel_t - 1`` input frames of the depthwise conv (B, C, kt-1, H, W)."""
-    frames: int
+    frames: "int | TimeRotation"
     """Frames seen so far (the next chunk's RoPE time offset)."""
 
 
@@ -153,7 +198,7 @@ class LCHA(nn.Module):
         q, k, v = self.to_qkv(x.reshape(b, t * h * w, c)).chunk(3, dim=-1)
         q = F.softplus(self.norm_q(split_heads(q, self.heads)))
         k = F.softplus(self.norm_k(split_heads(k, self.heads)))
-        cos, sin = rope_3d(t, h, w, self.head_dim, t0, device=x.device)
+        cos, sin = rope_at(t, h, w, self.head_dim, t0, device=x.device)
         return q, k, split_heads(v, self.heads), apply_rope(q, cos, sin), apply_rope(k, cos, sin)
 
     def local_branch(self, x: torch.Tensor, tail: torch.Tensor | None) -> torch.Tensor:
@@ -182,7 +227,7 @@ class LCHA(nn.Module):
         xc = x.permute(0, 4, 1, 2, 3)
         prev = cache.tail if cache is not None else xc.new_zeros(*xc.shape[:2], kt - 1, *xc.shape[3:])
         tail = torch.cat([prev, xc], dim=2)[:, :, xc.shape[2]:] if kt > 1 else prev
-        return out, LCHACache(state, tail, t0 + t)
+        return out, LCHACache(state, tail, advance(t0, t))
 
     def reference(self, x: torch.Tensor, chunk_frames: int) -> torch.Tensor:
         """All frames at once with the O(N^2) twin and a zero-padded causal conv."""
@@ -203,8 +248,19 @@ class SSACache:
     k: torch.Tensor
     """Downsampled keys of the chunks still in the window (B, H, M, D); ``v`` likewise."""
     v: torch.Tensor
-    frames: int
+    frames: "int | TimeRotation"
     chunks: int
+    valid: torch.Tensor | None = None
+    """Fixed-size form (an exported model's): ``k, v`` always hold ``window - 1`` chunks, zeros where the stream
+    has not reached yet, and ``valid`` (M,) is 1 for real keys, 0 for padding."""
+
+    @classmethod
+    def empty(cls, like: torch.Tensor, heads: int, window: int, tokens_per_chunk: int, head_dim: int,
+              t0: "int | TimeRotation" = 0) -> "SSACache":
+        """The fixed-size cache of a new stream: all padding (equivalent to no cache)."""
+        m = (window - 1) * tokens_per_chunk
+        z = like.new_zeros(like.shape[0], heads, m, head_dim)
+        return cls(z, z.clone(), t0, 0, like.new_zeros(m))
 
 
 class SSA(nn.Module):
@@ -229,7 +285,7 @@ class SSA(nn.Module):
         hs, ws = pooled.shape[-2:]
         pooled = pooled.permute(0, 2, 3, 1).reshape(b, t * hs * ws, 3 * c)
         q, k, v = (split_heads(p, self.heads) for p in pooled.chunk(3, dim=-1))
-        cos, sin = rope_3d(t, hs, ws, self.head_dim, t0, device=x.device)
+        cos, sin = rope_at(t, hs, ws, self.head_dim, t0, device=x.device)
         q, k = apply_rope(self.norm_q(q), cos, sin), apply_rope(self.norm_k(k), cos, sin)
         return q, k, v, hs, ws
 
@@ -248,6 +304,8 @@ class SSA(nn.Module):
         t0, c0 = (cache.frames, cache.chunks) if cache is not None else (0, 0)
         q, k, v, hs, ws = self.pooled(x, t0)
         per_chunk = chunk_frames * hs * ws
+        if cache is not None and cache.valid is not None:
+            return self._fixed_window(x, q, k, v, cache, per_chunk, t)
         if cache is not None:
             k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)
         nq = t // chunk_frames
@@ -256,7 +314,22 @@ class SSA(nn.Module):
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         keep = nk if self.window is None else min(nk, self.window - 1)
         new = SSACache(k[:, :, k.shape[2] - keep * per_chunk:], v[:, :, v.shape[2] - keep * per_chunk:],
-                       t0 + t, c0 + nq)
+                       advance(t0, t), c0 + nq)
+        return self._finish(o, x.shape), new
+
+    def _fixed_window(self, x, q, k, v, cache: SSACache, per_chunk: int, t: int):
+        """One chunk against a cache of exactly ``window - 1`` chunks (padding masked): static shapes."""
+        if self.window is None or q.shape[2] != per_chunk:
+            raise ValueError("a fixed-size SSA cache takes one chunk per call and needs a finite window")
+        m = (self.window - 1) * per_chunk
+        if cache.k.shape[2] != m or cache.valid.shape[-1] != m:
+            raise ValueError(f"fixed-size SSA cache holds {cache.k.shape[2]} keys, expected {m}")
+        k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)
+        valid = F.pad(cache.valid, (0, per_chunk), value=1.0)
+        bias = ((valid - 1) * 1e4).to(q.dtype)  # 0 for keys, -1e4 for padding (exp underflows to 0, fp16-safe)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None, None, None, :].expand(1, 1, q.shape[2], -1))
+        new = SSACache(k[:, :, per_chunk:], v[:, :, per_chunk:], advance(cache.frames, t), cache.chunks + 1,
+                       valid[per_chunk:])
         return self._finish(o, x.shape), new
 
     def reference(self, x: torch.Tensor, chunk_frames: int) -> torch.Tensor:
