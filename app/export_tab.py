@@ -17,7 +17,7 @@ from generators.pipelines.loading import folder_widths, is_video_folder, load_t2
 from stylize3d.atomic import atomic_open, atomic_output_dir
 
 from . import image_tab, video_tab
-from .jobs import run_job
+from .jobs import run_job, with_progress
 from .model_choices import load_choice
 from .public_errors import public_message
 from .services import Services
@@ -95,14 +95,7 @@ class ExportHandlers:
                                            progress=on_progress)
             return manifest, zip_folder(folder, folder.with_suffix(".zip"))
 
-        job = run_job(self.services, session, "export", work)
-        try:
-            while True:
-                event = next(job)
-                if event[0] == "progress":
-                    progress(event[1] / max(1, event[2]), desc=event[3])
-        except StopIteration as done:
-            manifest, zipped = done.value
+        manifest, zipped = with_progress(run_job(self.services, session, "export", work), progress)
         what = f"{target} {'fp16' if bits_n == 16 else f'{bits_n}-bit palettized'}"
         failed = manifest["failed"]
         status = (f"Exported **{name}** as {what}: {manifest['total_size_bytes'] / 2**20:.1f} MB in "
@@ -131,8 +124,9 @@ def build(services: Services, demo: gr.Blocks, shared: dict) -> None:
             go = gr.Button("Export", variant="primary", elem_id="export-go", interactive=bool(h.choices))
             progress_bar = gr.HTML("", elem_id="export-progress", padding=False)
         with gr.Column(scale=3):
-            table = gr.Dataframe(headers=SUMMARY_COLUMNS, value=[], label="Parts", interactive=False,
-                                 elem_id="export-table")
+            table = gr.Dataframe(headers=SUMMARY_COLUMNS, value=[], interactive=False, elem_id="export-table",
+                                 label="Parts (re-authored dB: Neural-Engine model vs the original; palettized dB: "
+                                       "decompressed weights vs fp16; PSNR in torch on the same inputs)")
             status = gr.Markdown("", elem_id="export-status")
             download = gr.File(label="Download (zip)", elem_id="export-zip", interactive=False)
     model.change(h.model_handler, model, width, api_visibility="private")

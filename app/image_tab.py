@@ -26,7 +26,7 @@ from generators.pipelines.loading import (
 )
 from stylize3d.atomic import atomic_open
 
-from .jobs import run_job
+from .jobs import run_job, with_progress
 from .model_choices import load_choice, named_folders
 from .public_errors import public_message
 from .services import Services
@@ -101,14 +101,7 @@ class ImageHandlers:
                                         width_mult, on_step=on_step)
             return images, info, describe(pipe, self.choices[model])
 
-        job = run_job(self.services, session, "generation", work)
-        try:
-            while True:
-                event = next(job)
-                if event[0] == "progress":
-                    progress(event[1] / max(1, event[2]), desc=event[3])
-        except StopIteration as done:
-            images, info, label = done.value
+        images, info, label = with_progress(run_job(self.services, session, "generation", work), progress)
         folder = session.new_dir("image")
         folder.mkdir(parents=True, exist_ok=True)
         items = state.setdefault("images", [])

@@ -67,6 +67,18 @@ def _in_thread(session, name: str, work: Work) -> Iterator[tuple]:
     return outcome.get("result")
 
 
+def with_progress(job: Iterator[tuple], progress) -> Any:
+    """Drive a job whose only events are ``("progress", done, total, text)``, onto a ``gr.Progress``; the
+    job's result (for handlers that return once, not stream)."""
+    try:
+        while True:
+            event = next(job)
+            if event[0] == "progress":
+                progress(event[1] / max(1, event[2]), desc=event[3])
+    except StopIteration as done:
+        return done.value
+
+
 class ModelCache:
     """Models loaded on first use, once, shared by every session and tab; a lock per key so two visitors asking
     at once load it once, and other keys are not held up."""

@@ -18,7 +18,7 @@ from generators.models import SnapGenUNet
 from generators.pipelines import PocketTextToImagePipeline
 from generators.video_attention import TimeRotation
 
-from .test_t2i_pipeline import text_encoder, tiny_vae  # noqa: F401 - fixture
+from .test_t2i_pipeline import _standard_sd_folder, text_encoder, tiny_vae  # noqa: F401 - fixture
 from .test_t2v_pipeline import tiny_video_pipeline
 
 
@@ -203,6 +203,12 @@ def test_bad_requests_are_named_and_write_nothing(image_folder, tmp_path, capsys
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_a_standard_diffusers_pipeline_is_refused_by_name(text_encoder, tmp_path, capsys):  # noqa: F811
+    folder = _standard_sd_folder(tmp_path / "sd-tiny", text_encoder)
+    assert main(["export-coreml", "--source", str(folder), "--out", str(tmp_path / "x")]) == 2
+    assert "project's own pipelines" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_bits_and_existing_folders(image_folder, tmp_path, capsys):

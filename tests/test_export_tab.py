@@ -13,7 +13,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from .studio_server import start_server
-from .test_studio_browser import CHROMIUM, _browser, _open, _settle, _wait_text
+from .test_studio_browser import CHROMIUM, DOCS, _browser, _open, _settle, _wait_text
 from .test_t2i_pipeline import text_encoder, tiny_pipeline  # noqa: F401 - fixture
 from .test_t2v_pipeline import tiny_video_pipeline
 
@@ -45,7 +45,8 @@ def test_export_api_core_ai_video_and_bad_requests(export_server):
     with zipfile.ZipFile(zipped) as z:
         m = json.loads(z.read("Resources/manifest.json"))
         assert m["model"] == "video" and m["target"] == "coreai" and "Resources/Denoiser.aimodel/main.mlirb" in z.namelist()
-    assert [c["name"] for c in m["components"]["denoiser"]["inputs"][:2]] == ["latents", "timestep"]
+    inputs = m["components"]["denoiser"]["inputs"]
+    assert [c["name"] for c in inputs[:2]] == ["latents", "timestep"] and inputs[5]["role"] == "b0_kv"
 
 
 @pytest.mark.browser
@@ -71,8 +72,9 @@ def test_make_an_image_then_export_this_sessions_model_in_the_browser(export_ser
             _wait_text(page, "#export-status", "Exported", 500)
             _settle(page)
             assert "tiny-t2i" in page.inner_text("#export-status") and "8-bit palettized" in page.inner_text("#export-status")
-            cells = page.locator("#export-table td").all_inner_texts()
-            assert "Denoiser.mlpackage" in " ".join(cells) and "TextEncoder.mlpackage" in " ".join(cells)
+            _wait_text(page, "#export-table", "Denoiser.mlpackage", 30)
+            assert "TextEncoder.mlpackage" in page.inner_text("#export-table")
+            page.screenshot(path=str(DOCS / "studio_export.png"), full_page=True)
             link = page.locator("#export-zip a").first
             body = page.request.get(link.get_attribute("href")).body()
             with zipfile.ZipFile(io.BytesIO(body)) as z:

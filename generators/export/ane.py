@@ -102,13 +102,7 @@ class TransformerBlockANE(nn.Module):
         self.norm3 = LayerNormANE(blk.norm3) if blk.norm3 is not None else None
         self.ff = GEGLUANE(blk.ff) if blk.ff is not None else None
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        if self.attn1 is not None:
-            x = x + self.attn1(self.norm1(x))
-        x = x + self.attn2(self.norm2(x), context)
-        if self.ff is not None:
-            x = x + self.ff(self.norm3(x))
-        return x
+    forward = TransformerBlock.forward  # the same residual order; the parts are the re-authored ones
 
 
 class SpatialTransformerANE(nn.Module):

@@ -64,10 +64,11 @@ def write_coreai(component: Component, path: Path, checks: dict) -> dict:
     program = convert(component)
     program.save_asset(Path(path))
     info = inspect_program(program)
-    names = [i["name"] for i in info["inputs"]]
-    if names != list(component.inputs):
-        raise RuntimeError(f"{path.name}: inputs {names} != {list(component.inputs)}")
-    # Core AI names outputs after the op that made them: the manifest maps them to the component's roles
-    for out, role in zip(info["outputs"], component.outputs):
-        out["role"] = role
+    if len(info["inputs"]) != len(component.inputs) or len(info["outputs"]) != len(component.outputs):
+        raise RuntimeError(f"{path.name}: {len(info['inputs'])} inputs / {len(info['outputs'])} outputs, expected "
+                           f"{len(component.inputs)} / {len(component.outputs)}")
+    # Core AI names inputs after the forward's arguments (``caches_0``...) and outputs after the op that made
+    # them: the manifest gives each its role, in order
+    for found, role in zip(info["inputs"] + info["outputs"], list(component.inputs) + component.outputs):
+        found["role"] = role
     return {"file": path.name, **info, "size_bytes": package_size(path), "bits": 16}

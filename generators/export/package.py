@@ -21,8 +21,12 @@ Progress = Callable[[float, str], None]
 
 
 def components_for(pipe, kind: str, width_mult: float = 1.0) -> list[Component]:
+    from ..pipelines.base import PocketPipeline
     from ..pipelines.text_to_video import PocketTextToVideoPipeline
 
+    if not isinstance(pipe, PocketPipeline):
+        raise ValueError(f"export covers the project's own pipelines (SnapGen, SnapGen++, S2DiT), not a "
+                         f"{type(pipe).__name__}")
     is_video = isinstance(pipe, PocketTextToVideoPipeline)
     if kind not in ("image", "video"):
         raise ValueError(f"--model {kind!r}: image or video")
@@ -128,7 +132,9 @@ def export_pipeline(pipe, kind: str, out: Path, target: str = "coreml", bits: in
     return manifest
 
 
-SUMMARY_COLUMNS = ["part", "file", "MB", "re-authored vs original (dB)", "palettized vs fp16 (dB)", "ops"]
+SUMMARY_COLUMNS = ["part", "file", "MB", "re-authored dB", "palettized dB", "ops"]
+"""re-authored dB: PSNR of the Neural-Engine model against the original; palettized dB: of the decompressed
+palettized weights against fp16 weights (both in torch, on the same inputs)."""
 
 
 def summary_rows(manifest: dict) -> list[list]:
