@@ -83,6 +83,31 @@ def test_vae_trainer_writes_a_diffusers_vae_with_its_psnr(tmp_path, monkeypatch)
     assert vae.config.scaling_factor == pytest.approx(1 / report["latent_std"])
 
 
+def test_vae_decoder_fine_tune_keeps_the_latent_space(tmp_path, monkeypatch):
+    """--decoder-only: the encoder (so every cached latent and the denoiser trained on them) and the latent
+    scaling stay bit for bit; only the decoder moves."""
+    from diffusers import AutoencoderKL
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    base = ["--bank", "8", "--batch-size", "2", "--crop", "32", "--image-size", "32", "--block-out-channels", "8,8",
+            "--norm-num-groups", "4"]
+    assert main(["train", "vae", "--out", str(tmp_path / "a"), "--steps", "2", *base]) == 0
+    init = tmp_path / "a" / "vae"
+    assert main(["train", "vae", "--out", str(tmp_path / "b"), "--steps", "2", *base, "--init", str(init),
+                 "--decoder-only", "--edge-weight", "1"]) == 0
+    before = load_file(init / "diffusion_pytorch_model.safetensors")
+    after = load_file(tmp_path / "b" / "vae" / "diffusion_pytorch_model.safetensors")
+    frozen = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    a, b = AutoencoderKL.from_pretrained(init).config, AutoencoderKL.from_pretrained(tmp_path / "b" / "vae").config
+    assert (a.scaling_factor, a.shift_factor) == (b.scaling_factor, b.shift_factor)
+    report = json.loads((tmp_path / "b" / "vae" / "train_report.json").read_text())
+    assert 0 <= report["shapes_eval_of_reconstructions"]["overall"] <= 1
+    assert main(["train", "vae", "--out", str(tmp_path / "c"), "--decoder-only"]) == 2  # needs --init
+
+
 def test_training_flags_are_checked(tmp_path, capsys):
     assert main(["train", "t2i", "--out", str(tmp_path), "--family", "gan"]) == 2
     assert "family" in capsys.readouterr().err

@@ -5,7 +5,11 @@ crops (the network is fully convolutional; a 64 px crop costs a quarter of a 128
 KL. At the end ``scaling_factor``/``shift_factor`` are set so latents have zero mean and unit variance, as
 diffusers pipelines expect.
 
+``--init VAE_DIR --decoder-only`` fine-tunes the decoder of a trained VAE with its encoder frozen: the latent
+space (and its scaling) does not move, so a denoiser trained on it stays valid while its images sharpen.
+
     python -m generators.training.train_vae --out runs/vae [--resume]
+    python -m generators.training.train_vae --out runs/vae-dec --init runs/vae/vae --decoder-only --edge-weight 1
     accelerate launch --multi_gpu --num_processes 2 -m app.cli train vae --out runs/vae
 """
 
@@ -45,12 +49,21 @@ class VAETrainConfig:
     foreground_weight: float = 5.0
     """Loss weight of pixels that differ from the crop's median colour: shapes cover a few percent of an image,
     and without it an early VAE gets the grey background right and the shapes' colours wrong."""
+    edge_weight: float = 0.0
+    """Weight of an L1 loss on image gradients (foreground-weighted too): keeps corners of stars and diamonds
+    sharp, which a per-pixel loss blurs and ShapesEval's shape detector then rejects."""
+    init: str = ""
+    """A trained VAE folder to start from (its architecture replaces the fields above)."""
+    decoder_only: bool = False
+    """With ``init``: train the decoder only; encoder, latent space and scaling stay as they are."""
     checkpoint_every: int = 250
     log_every: int = 25
     seed: int = 0
     cpu: bool = False
 
     def __post_init__(self):
+        if self.decoder_only and not self.init:
+            raise ValueError("--decoder-only needs --init: the trained VAE whose decoder is fine-tuned")
         if self.crop > self.image_size or self.image_size % 2 ** (len(self.block_out_channels) - 1):
             raise ValueError("crop must fit the image, and the image must divide by the VAE's downsampling")
         if self.steps < 1 or self.batch_size < 1 or not math.isfinite(self.lr) or self.lr <= 0:
@@ -108,30 +121,40 @@ def reconstruction_psnr(vae, images: torch.Tensor) -> float:
 class _EncodeDecode(torch.nn.Module):
     """One forward through encoder, posterior sample and decoder, so DDP sees (and reduces) every gradient."""
 
-    def __init__(self, vae):
+    def __init__(self, vae, frozen_encoder: bool = False):
         super().__init__()
         self.vae = vae
+        self.frozen_encoder = frozen_encoder
 
     def forward(self, x):
-        dist = self.vae.encode(x).latent_dist
+        with torch.set_grad_enabled(not self.frozen_encoder):
+            dist = self.vae.encode(x).latent_dist
         return self.vae.decode(dist.sample()).sample, dist.kl().mean()
+
+
+def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Horizontal and vertical finite differences."""
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
 def train(cfg: VAETrainConfig) -> Path:
     from accelerate import Accelerator
+    from diffusers import AutoencoderKL
 
     acc = Accelerator(cpu=cfg.cpu)
     out = Path(cfg.out)
-    vae = build_vae(cfg)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    vae = AutoencoderKL.from_pretrained(cfg.init) if cfg.init else build_vae(cfg)
+    if cfg.decoder_only:
+        vae.encoder.requires_grad_(False)
+        if vae.quant_conv is not None:
+            vae.quant_conv.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     start = 0
     ckpt = latest_checkpoint(out) if cfg.resume else None
     if ckpt is not None:
-        from diffusers import AutoencoderKL
-
         vae.load_state_dict(AutoencoderKL.from_pretrained(ckpt / "vae").state_dict())
         start = load_optimizer(ckpt, opt)["step"]
-    wrapped, opt = acc.prepare(_EncodeDecode(vae), opt)
+    wrapped, opt = acc.prepare(_EncodeDecode(vae, cfg.decoder_only), opt)
     bank = render_bank(cfg.bank, cfg.image_size, seed=cfg.seed * 100 + acc.process_index)
     rng = random.Random(cfg.seed * 7919 + acc.process_index * 104729 + start)
     log = LossLog(out, enabled=acc.is_main_process)
@@ -146,6 +169,11 @@ def train(cfg: VAETrainConfig) -> Path:
         err = rec - x
         l1 = err.abs().mean()
         loss = (weight * (err.abs() + err.pow(2))).mean() / weight.mean() + cfg.kl_weight * kl
+        if cfg.edge_weight:
+            w_x, w_y = torch.maximum(weight[..., :, 1:], weight[..., :, :-1]), torch.maximum(weight[..., 1:, :],
+                                                                                             weight[..., :-1, :])
+            for g_rec, g_x, w in zip(image_gradients(rec), image_gradients(x), (w_x, w_y)):
+                loss = loss + cfg.edge_weight * (w * (g_rec - g_x).abs()).mean() / w.mean()
         acc.backward(loss)
         acc.clip_grad_norm_(wrapped.parameters(), 1.0)
         opt.step()
@@ -158,16 +186,23 @@ def train(cfg: VAETrainConfig) -> Path:
         acc.wait_for_everyone()
     final = out / "vae"
     if acc.is_main_process:
+        from ..evaluation.run_shapes_eval import evaluate_autoencoder
+
         model = vae.eval()
-        mean, std = latent_stats(model, bank)
-        model.register_to_config(scaling_factor=1.0 / std, shift_factor=mean)
+        if cfg.decoder_only:  # the latent space is the init's: keep its scaling
+            mean, std = model.config.shift_factor, 1.0 / model.config.scaling_factor
+        else:
+            mean, std = latent_stats(model, bank)
+            model.register_to_config(scaling_factor=1.0 / std, shift_factor=mean)
         held = render_bank(64, cfg.image_size, seed=10_000 + cfg.seed)
         psnr = reconstruction_psnr(model, held)
+        ceiling = evaluate_autoencoder(model, cfg.image_size)
         model.save_pretrained(final)
         (final / "train_report.json").write_text(json.dumps(
             {"steps": cfg.steps, "reconstruction_psnr_db": round(psnr, 2), "latent_mean": mean, "latent_std": std,
-             "held_out_images": 64, "config": asdict(cfg)}, indent=1))
-        print(f"vae: {final} reconstruction PSNR {psnr:.2f} dB on 64 unseen images")
+             "held_out_images": 64, "shapes_eval_of_reconstructions": ceiling, "config": asdict(cfg)}, indent=1))
+        print(f"vae: {final} reconstruction PSNR {psnr:.2f} dB on 64 unseen images; ShapesEval of reconstructed "
+              f"ground truth {ceiling['overall']:.3f} (a ceiling for any denoiser on this latent space)")
     acc.wait_for_everyone()
     return final
 
