@@ -106,6 +106,10 @@ def test_vae_decoder_fine_tune_keeps_the_latent_space(tmp_path, monkeypatch):
     report = json.loads((tmp_path / "b" / "vae" / "train_report.json").read_text())
     assert 0 <= report["shapes_eval_of_reconstructions"]["overall"] <= 1
     assert main(["train", "vae", "--out", str(tmp_path / "c"), "--decoder-only"]) == 2  # needs --init
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"_class_name": "UNet2DModel"}')
+    for folder in (tmp_path / "missing", tmp_path / "other"):  # named, offline, no traceback
+        assert main(["train", "vae", "--out", str(tmp_path / "c"), "--init", str(folder), "--decoder-only"]) == 2
 
 
 def test_training_flags_are_checked(tmp_path, capsys):

@@ -87,10 +87,25 @@ def build_denoiser(family: str, config: dict):
     return FAMILIES[family](**config)
 
 
-def load_vae(path: str | Path):
+def open_vae(path: str | Path):
+    """A local diffusers ``AutoencoderKL`` folder, offline; named errors for what is not one."""
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL.from_pretrained(path).eval().requires_grad_(False)
+    path = Path(path)
+    config = path / "config.json"
+    if not config.is_file():
+        raise ValueError(f"{path}: not a diffusers VAE folder (no config.json)")
+    try:
+        name = json.loads(config.read_text()).get("_class_name")
+    except (ValueError, UnicodeDecodeError, AttributeError) as err:
+        raise ValueError(f"{config}: not a diffusers config ({err})") from None
+    if name != "AutoencoderKL":
+        raise ValueError(f"{path}: {'a ' + name if name else 'a config without _class_name'}, not an AutoencoderKL")
+    return AutoencoderKL.from_pretrained(path, local_files_only=True, use_safetensors=True)
+
+
+def load_vae(path: str | Path):
+    return open_vae(path).eval().requires_grad_(False)
 
 
 def vae_encode(vae, images: torch.Tensor) -> torch.Tensor:

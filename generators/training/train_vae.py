@@ -141,9 +141,11 @@ def train(cfg: VAETrainConfig) -> Path:
     from accelerate import Accelerator
     from diffusers import AutoencoderKL
 
+    from .train_t2i import open_vae
+
     acc = Accelerator(cpu=cfg.cpu)
     out = Path(cfg.out)
-    vae = AutoencoderKL.from_pretrained(cfg.init) if cfg.init else build_vae(cfg)
+    vae = open_vae(cfg.init) if cfg.init else build_vae(cfg)
     if cfg.decoder_only:
         vae.encoder.requires_grad_(False)
         if vae.quant_conv is not None:
@@ -170,8 +172,8 @@ def train(cfg: VAETrainConfig) -> Path:
         l1 = err.abs().mean()
         loss = (weight * (err.abs() + err.pow(2))).mean() / weight.mean() + cfg.kl_weight * kl
         if cfg.edge_weight:
-            w_x, w_y = torch.maximum(weight[..., :, 1:], weight[..., :, :-1]), torch.maximum(weight[..., 1:, :],
-                                                                                             weight[..., :-1, :])
+            w_x = torch.maximum(weight[..., :, 1:], weight[..., :, :-1])  # an edge counts if either pixel does
+            w_y = torch.maximum(weight[..., 1:, :], weight[..., :-1, :])
             for g_rec, g_x, w in zip(image_gradients(rec), image_gradients(x), (w_x, w_y)):
                 loss = loss + cfg.edge_weight * (w * (g_rec - g_x).abs()).mean() / w.mean()
         acc.backward(loss)
@@ -202,7 +204,7 @@ def train(cfg: VAETrainConfig) -> Path:
             {"steps": cfg.steps, "reconstruction_psnr_db": round(psnr, 2), "latent_mean": mean, "latent_std": std,
              "held_out_images": 64, "shapes_eval_of_reconstructions": ceiling, "config": asdict(cfg)}, indent=1))
         print(f"vae: {final} reconstruction PSNR {psnr:.2f} dB on 64 unseen images; ShapesEval of reconstructed "
-              f"ground truth {ceiling['overall']:.3f} (a ceiling for any denoiser on this latent space)")
+              f"ground truth {ceiling['overall']:.3f} on {ceiling['images']} images (a ceiling for any denoiser on this latent space)")
     acc.wait_for_everyone()
     return final
 
