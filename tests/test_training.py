@@ -68,6 +68,35 @@ def test_t2i_single_process_resumes_where_it_stopped(tiny_vae, tmp_path, monkeyp
     assert pipe.image_size == 32
 
 
+def test_a_carried_checkpoint_goes_on_in_a_fresh_run_folder(tiny_vae, tmp_path, monkeypatch, capsys):
+    from safetensors.torch import load_file
+
+    from generators.training.carry import main as carry_main
+    from generators.training.common import cosine_lr
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out, carried, fresh = tmp_path / "run", tmp_path / "carry", tmp_path / "next-session"
+    assert main(["train", "t2i", *_args(out, tiny_vae, 2)]) == 0
+    assert carry_main(["--run", str(out), "--to", str(carried)]) == 0
+    ckpt = carried / "checkpoint-2"
+    assert not (ckpt / "optimizer.pt").exists() and (ckpt / "ema").is_dir() and (ckpt / "denoiser").is_dir()
+    assert carry_main(["--run", str(tmp_path / "nothing"), "--to", str(carried)]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert main(["train", "t2i", *_args(fresh, tiny_vae, 4, "--resume", "--resume-from", str(carried))]) == 0
+    assert "carried: fresh optimiser" in capsys.readouterr().out
+    steps = [json.loads(line)["step"] for line in (fresh / "loss.jsonl").read_text().splitlines()]
+    assert steps == [2, 3]  # went on from the carried step
+    raw = load_file(ckpt / "denoiser" / "diffusion_pytorch_model.safetensors")
+    after = load_file(latest_checkpoint(fresh) / "denoiser" / "diffusion_pytorch_model.safetensors")
+    assert any(not torch.equal(raw[k], after[k]) for k in raw)  # trained on from the carried weights
+    assert cosine_lr(10, 100, 5, 1.0, restart=10) == pytest.approx(cosine_lr(10, 100, 5, 1.0) / 5)
+    assert cosine_lr(15, 100, 5, 1.0, restart=10) == cosine_lr(15, 100, 5, 1.0)
+    bad = ["train", "t2i", *_args(tmp_path / "other", tiny_vae, 4, "--resume", "--resume-from", str(tmp_path / "carry-x"))]
+    (tmp_path / "carry-x").mkdir()
+    assert main(bad) == 2  # a --resume-from that holds no checkpoint is named
+    assert "--resume-from" in capsys.readouterr().err
+
+
 def test_vae_trainer_writes_a_diffusers_vae_with_its_psnr(tmp_path, monkeypatch):
     from diffusers import AutoencoderKL
 

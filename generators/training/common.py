@@ -2,6 +2,8 @@
 
 Checkpoints are folders ``DIR/checkpoint-STEP`` holding the model(s) in diffusers format (safetensors), the
 optimiser state (``torch.load(weights_only=True)``) and ``state.json``; ``--resume`` continues from the newest.
+A *carried* checkpoint (``python -m generators.training.carry``) drops the optimiser state so that a run can be
+committed and go on in a later session on a fresh machine: Adam restarts and the learning rate re-warms.
 """
 
 from __future__ import annotations
@@ -105,15 +107,49 @@ def load_module(path: Path, name: str, module: torch.nn.Module) -> None:
 
 
 def load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> dict:
-    optimizer.load_state_dict(torch.load(Path(path) / "optimizer.pt", weights_only=True, map_location="cpu"))
-    return json.loads((Path(path) / "state.json").read_text())
+    """The checkpoint's ``state.json``; ``optimizer_reset`` is set when it carries no optimiser state."""
+    state = json.loads((Path(path) / "state.json").read_text())
+    if (Path(path) / "optimizer.pt").is_file():
+        optimizer.load_state_dict(torch.load(Path(path) / "optimizer.pt", weights_only=True, map_location="cpu"))
+    else:
+        state["optimizer_reset"] = True
+    return state
 
 
-def cosine_lr(step: int, total: int, warmup: int, base: float, floor: float = 0.1) -> float:
+def resume_checkpoint(out: Path, resume: bool, resume_from: str = "") -> Path | None:
+    """The newest checkpoint in ``out``; else, for a run's first start, the one named by ``resume_from``."""
+    if not resume:
+        return None
+    ckpt = latest_checkpoint(out)
+    if ckpt is None and resume_from:
+        ckpt = Path(resume_from)
+        if not ckpt.is_dir() or ckpt.name.split("-")[0] != "checkpoint":
+            ckpt = latest_checkpoint(ckpt)
+        if ckpt is None or not (ckpt / "state.json").is_file():
+            raise ValueError(f"--resume-from {resume_from}: no checkpoint folder (checkpoint-STEP with state.json)")
+    return ckpt
+
+
+def resume_models(ckpt: Path | None, models: dict[str, torch.nn.Module], optimizer) -> tuple[int, int | None]:
+    """Load ``models`` (diffusers folders by name) and the optimiser; (start step, step Adam restarted at)."""
+    if ckpt is None:
+        return 0, None
+    for name, model in models.items():
+        model.load_state_dict(type(model).from_pretrained(ckpt / name).state_dict())
+    state = load_optimizer(ckpt, optimizer)
+    return state["step"], state["step"] if state.get("optimizer_reset") else None
+
+
+def cosine_lr(step: int, total: int, warmup: int, base: float, floor: float = 0.1,
+              restart: int | None = None) -> float:
+    """Linear warm-up, cosine to ``floor * base``; warm up again from ``restart`` (a fresh optimiser)."""
     if step < warmup:
         return base * (step + 1) / warmup
     t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+    lr = base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+    if restart is not None and step < restart + warmup:
+        lr *= (step - restart + 1) / warmup
+    return lr
 
 
 class LossLog:

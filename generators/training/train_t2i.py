@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import ProceduralDataset, render_scene
-from .common import LossLog, config_from_args, cosine_lr, latest_checkpoint, load_optimizer, save_checkpoint
+from .common import LossLog, config_from_args, cosine_lr, resume_checkpoint, resume_models, save_checkpoint
 
 TINY_UNET = dict(block_out_channels=(64, 128, 192), transformer_layers=(0, 1, 2), layers_per_block=1,
                  mid_transformer_layers=2, head_dim=32, kv_heads=1)
@@ -36,6 +36,8 @@ class T2ITrainConfig:
     out: str = "runs/t2i"
     """Output folder: cache, checkpoints, loss log and the final pipeline in ``OUT/pipeline``."""
     resume: bool = False
+    resume_from: str = ""
+    """With ``--resume`` and no checkpoint in OUT yet: start from this one (e.g. a carried checkpoint)."""
     vae: str = "runs/vae/vae"
     """A diffusers AutoencoderKL folder (ours, or a real one)."""
     text_encoder: str = ""
@@ -196,29 +198,25 @@ def train(cfg: T2ITrainConfig) -> Path:
     latents, caption_ids, states = cache["latents"], cache["caption_ids"], cache["text_states"]
     model_cfg = denoiser_config(cfg, states.shape[-1], latents.shape[1], latents.shape[-1])
     model = build_denoiser(cfg.family, model_cfg)
-    start = 0
-    ckpt = latest_checkpoint(out) if cfg.resume else None
-    if ckpt is not None:
-        model.load_state_dict(type(model).from_pretrained(ckpt / "denoiser").state_dict())
     ema = copy.deepcopy(model).requires_grad_(False)
-    if ckpt is not None:
-        ema.load_state_dict(type(model).from_pretrained(ckpt / "ema").state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    if ckpt is not None:
-        start = load_optimizer(ckpt, opt)["step"]
+    ckpt = resume_checkpoint(out, cfg.resume, cfg.resume_from)
+    start, restart = resume_models(ckpt, {"denoiser": model, "ema": ema}, opt)
     model, opt = acc.prepare(model, opt)
     log = LossLog(out, enabled=acc.is_main_process)
     if acc.is_main_process:
         n_params = sum(p.numel() for p in acc.unwrap_model(model).parameters())
         print(f"t2i: {cfg.family}, {n_params / 1e6:.2f}M parameters, {len(latents)} latents "
-              f"{tuple(latents.shape[1:])}, {len(states)} captions, from step {start}")
+              f"{tuple(latents.shape[1:])}, {len(states)} captions, from step {start}"
+              + (f" (carried: fresh optimiser, learning rate re-warms over {cfg.warmup} steps)"
+                 if restart is not None else ""))
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="t2i", disable=not acc.is_main_process)
     t0 = time.time()
     for step in bar:
         rng = random.Random(cfg.seed * 9973 + step * 131 + acc.process_index)
         gen = torch.Generator().manual_seed(cfg.seed * 7 + step * 2 + acc.process_index * 1_000_003)
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
+            g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr, restart=restart)
         idx = torch.tensor([rng.randrange(len(latents)) for _ in range(cfg.batch_size)])
         ids = caption_ids[idx].clone()
         ids[torch.rand(len(ids), generator=gen) < cfg.cfg_dropout] = 0  # "" = unconditional

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.procedural_video import ProceduralVideoDataset, render_video
-from .common import LossLog, config_from_args, cosine_lr, latest_checkpoint, load_optimizer, save_checkpoint
+from .common import LossLog, config_from_args, cosine_lr, resume_checkpoint, resume_models, save_checkpoint
 from .train_t2i import ema_update, load_vae, vae_encode
 
 
@@ -32,6 +32,8 @@ class T2VTrainConfig:
     out: str = "runs/t2v-teacher"
     """Output folder: cache, checkpoints, loss log and the final pipeline in ``OUT/pipeline``."""
     resume: bool = False
+    resume_from: str = ""
+    """With ``--resume`` and no checkpoint in OUT yet: start from this one (e.g. a carried checkpoint)."""
     mode: str = "teacher"
     """teacher (bidirectional: one chunk = the clip) or causal (chunk-causal, a noise level per chunk)."""
     vae: str = "assets/models/pocket-vae"
@@ -148,29 +150,25 @@ def train(cfg: T2VTrainConfig) -> Path:
     latents, caption_ids, states = cache["latents"], cache["caption_ids"], cache["text_states"]
     model = S2DiT(**model_config(cfg, states.shape[-1], latents.shape[1], latents.shape[-2:]))
     chunk = int(model.config.chunk_frames)
-    start = 0
-    ckpt = latest_checkpoint(out) if cfg.resume else None
-    if ckpt is not None:
-        model.load_state_dict(S2DiT.from_pretrained(ckpt / "denoiser").state_dict())
     ema = copy.deepcopy(model).requires_grad_(False)
-    if ckpt is not None:
-        ema.load_state_dict(S2DiT.from_pretrained(ckpt / "ema").state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    if ckpt is not None:
-        start = load_optimizer(ckpt, opt)["step"]
+    ckpt = resume_checkpoint(out, cfg.resume, cfg.resume_from)
+    start, restart = resume_models(ckpt, {"denoiser": model, "ema": ema}, opt)
     model, opt = acc.prepare(model, opt)
     log = LossLog(out, enabled=acc.is_main_process)
     if acc.is_main_process:
         n_params = sum(p.numel() for p in acc.unwrap_model(model).parameters())
         print(f"t2v ({cfg.mode}): {n_params / 1e6:.2f}M parameters, {len(latents)} clips {tuple(latents.shape[1:])}, "
-              f"chunks of {chunk} frames, from step {start}")
+              f"chunks of {chunk} frames, from step {start}"
+              + (f" (carried: fresh optimiser, learning rate re-warms over {cfg.warmup} steps)"
+                 if restart is not None else ""))
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="t2v", disable=not acc.is_main_process)
     t0 = time.time()
     for step in bar:
         rng = random.Random(cfg.seed * 9973 + step * 131 + acc.process_index)
         gen = torch.Generator().manual_seed(cfg.seed * 7 + step * 2 + acc.process_index * 1_000_003)
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
+            g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr, restart=restart)
         idx = torch.tensor([rng.randrange(len(latents)) for _ in range(cfg.batch_size)])
         ids = caption_ids[idx].clone()
         ids[torch.rand(len(ids), generator=gen) < cfg.cfg_dropout] = 0
