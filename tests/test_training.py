@@ -85,7 +85,8 @@ def test_a_carried_checkpoint_goes_on_in_a_fresh_run_folder(tiny_vae, tmp_path, 
     assert main(["train", "t2i", *_args(fresh, tiny_vae, 4, "--resume", "--resume-from", str(carried))]) == 0
     assert "carried: fresh optimiser" in capsys.readouterr().out
     steps = [json.loads(line)["step"] for line in (fresh / "loss.jsonl").read_text().splitlines()]
-    assert steps == [2, 3]  # went on from the carried step
+    assert steps == [0, 1, 2, 3]  # went on from the carried step, its loss log carried along
+    assert (carried / "loss.jsonl").is_file()
     raw = load_file(ckpt / "denoiser" / "diffusion_pytorch_model.safetensors")
     after = load_file(latest_checkpoint(fresh) / "denoiser" / "diffusion_pytorch_model.safetensors")
     assert any(not torch.equal(raw[k], after[k]) for k in raw)  # trained on from the carried weights
@@ -149,3 +150,36 @@ def test_training_flags_are_checked(tmp_path, capsys):
     assert main(["train", "t2i", "--config", str(tmp_path / "c.json")]) == 2
     assert "unknown fields" in capsys.readouterr().err
     assert main(["train", "nope"]) == 2
+
+
+def test_ship_writes_a_scored_model_folder_whole_or_not_at_all(tiny_vae, tmp_path, monkeypatch):
+    from generators.pipelines import PocketTextToImagePipeline
+    from generators.training import ship
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    run, asset = tmp_path / "run", tmp_path / "assets" / "pocket-t2i"
+    assert main(["train", "t2i", *_args(run, tiny_vae, 2)]) == 0
+    assert main(["train", "t2i", *_args(run, tiny_vae, 4, "--resume")]) == 0
+    flags = ["--run", str(run), "--out", str(asset), "--per-task", "1", "--steps", "2", "--grid",
+             str(tmp_path / "grid.png"), "--command", "pocket-studio train t2i ..."]
+
+    def broken(*a, **k):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(ship, "evaluate_pipeline", broken)
+    with pytest.raises(RuntimeError):
+        ship.main(flags)
+    assert not asset.exists() and not list(asset.parent.iterdir())  # nothing half-written
+    monkeypatch.undo()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ship.main(flags)
+    card = json.loads((asset / "model_card.json").read_text())
+    assert card["training"]["steps"] == 4 and card["stored_dtype"] == "fp16"
+    assert card["shapes_eval"]["images"] == len(json.loads((asset / "shapes_eval.json").read_text()))
+    rows = [json.loads(line) for line in (run / "loss.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    assert rows[2]["time_s"] >= rows[1]["time_s"]  # the resumed run's clock went on
+    assert card["training"]["train_wall_s_logged"] == rows[-1]["time_s"]
+    assert "pocket-studio train t2i ..." in (asset / "README.md").read_text()
+    assert (tmp_path / "grid.png").is_file()
+    assert PocketTextToImagePipeline.from_pretrained(asset).image_size == 32

@@ -1,7 +1,7 @@
 """Carry a training run into a later session: its newest checkpoint without the optimiser state, to commit.
 
 A run here outlives no session (the work tree is laid anew each time), and the optimiser state is two thirds of a
-checkpoint, so what goes into git is the weights (trained and EMA) and ``state.json``. The run goes on with
+checkpoint, so what goes into git is the weights (trained and EMA), ``state.json`` and the loss log. The run goes on with
 ``--resume --resume-from DIR`` from the carried folder: same step, same data draws, Adam restarted and the learning
 rate warmed up again (``training.common.resume_models``).
 
@@ -47,6 +47,9 @@ def carry(run: Path, to: Path, step: int | None = None) -> Path:
     for p in old:
         if p != final and p.exists():
             shutil.rmtree(p)
+    if (Path(run) / "loss.jsonl").is_file():  # the whole loss log, for the model card
+        shutil.copy2(Path(run) / "loss.jsonl", to / ".loss.jsonl.tmp")
+        os.replace(to / ".loss.jsonl.tmp", to / "loss.jsonl")
     return final
 
 

