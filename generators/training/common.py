@@ -128,9 +128,12 @@ def resume_checkpoint(out: Path, resume: bool, resume_from: str = "") -> Path | 
         if ckpt is None or not (ckpt / "state.json").is_file():
             raise ValueError(f"--resume-from {resume_from}: no checkpoint folder (checkpoint-STEP with state.json)")
         log = ckpt.parent / "loss.jsonl"  # the carried loss log goes on in the new folder
-        if log.is_file() and not (Path(out) / "loss.jsonl").exists():
+        if log.is_file() and not (Path(out) / "loss.jsonl").exists():  # atomic: every rank may get here
             Path(out).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(log, Path(out) / "loss.jsonl")
+            fd, tmp = tempfile.mkstemp(dir=out, prefix=".loss-")
+            os.close(fd)
+            shutil.copy2(log, tmp)
+            os.replace(tmp, Path(out) / "loss.jsonl")
     return ckpt
 
 
