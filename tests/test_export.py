@@ -90,7 +90,8 @@ def test_palettized_weights_are_4_bit_and_checked_against_fp16(coreml4):
     res, m = coreml4
     den = m["components"]["denoiser"]
     tables = lut_weights(res / "Denoiser.mlpackage")
-    assert tables and all(len(np.unique(w)) <= 16 for w in tables.values())
+    # counted in fp32: numpy 2.4.6's np.unique returns repeated values for some float16 arrays
+    assert tables and all(len(np.unique(w.astype(np.float32))) <= 16 for w in tables.values())
     checks = den["checks"]
     assert checks["reauthored_vs_original_psnr_db"] >= 35
     assert checks["palettized_tables_checked"] == checks["palettized_tables"]
