@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .common import latest_checkpoint
+from .common import copy_atomic, latest_checkpoint
 
 
 def carry(run: Path, to: Path, step: int | None = None) -> Path:
@@ -48,8 +48,7 @@ def carry(run: Path, to: Path, step: int | None = None) -> Path:
         if p != final and p.exists():
             shutil.rmtree(p)
     if (Path(run) / "loss.jsonl").is_file():  # the whole loss log, for the model card
-        shutil.copy2(Path(run) / "loss.jsonl", to / ".loss.jsonl.tmp")
-        os.replace(to / ".loss.jsonl.tmp", to / "loss.jsonl")
+        copy_atomic(Path(run) / "loss.jsonl", to / "loss.jsonl")
     return final
 
 

@@ -128,13 +128,18 @@ def resume_checkpoint(out: Path, resume: bool, resume_from: str = "") -> Path | 
         if ckpt is None or not (ckpt / "state.json").is_file():
             raise ValueError(f"--resume-from {resume_from}: no checkpoint folder (checkpoint-STEP with state.json)")
         log = ckpt.parent / "loss.jsonl"  # the carried loss log goes on in the new folder
-        if log.is_file() and not (Path(out) / "loss.jsonl").exists():  # atomic: every rank may get here
-            Path(out).mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=out, prefix=".loss-")
-            os.close(fd)
-            shutil.copy2(log, tmp)
-            os.replace(tmp, Path(out) / "loss.jsonl")
+        if log.is_file() and not (Path(out) / "loss.jsonl").exists():  # every rank may get here
+            copy_atomic(log, Path(out) / "loss.jsonl")
     return ckpt
+
+
+def copy_atomic(src: Path, dst: Path) -> None:
+    """Copy a file so that ``dst`` is whole or absent (a temp file beside it, renamed into place)."""
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=Path(dst).parent, prefix=f".{Path(dst).name}-")
+    os.close(fd)
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
 
 
 def resume_models(ckpt: Path | None, models: dict[str, torch.nn.Module], optimizer) -> tuple[int, int | None]:
