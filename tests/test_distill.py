@@ -265,6 +265,25 @@ def test_kdmd_with_lora_resumes_where_it_stopped(teacher_dir, tmp_path, monkeypa
     assert summary["steps"] == 4 and summary["guidance"] == 1.0
 
 
+def test_a_carried_distillation_goes_on_in_a_fresh_run_folder(teacher_dir, tmp_path, monkeypatch, capsys):
+    from generators.training.carry import main as carry_main
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out, carried, fresh = tmp_path / "run", tmp_path / "carry", tmp_path / "next-session"
+    assert main(_args("kdmd", teacher_dir, out, 2, "--critic-updates", "2")) == 0
+    assert carry_main(["--run", str(out), "--to", str(carried)]) == 0
+    assert not (carried / "checkpoint-2" / "optimizer.pt").exists()
+    assert {p.name for p in (carried / "checkpoint-2").iterdir()} >= {"student", "critic", "projectors.safetensors"}
+    capsys.readouterr()
+    assert main(_args("kdmd", teacher_dir, fresh, 4, "--critic-updates", "2", "--resume",
+                      "--resume-from", str(carried))) == 0
+    assert "carried: fresh optimisers" in capsys.readouterr().out
+    assert [row["step"] for row in _log(fresh)] == [0, 1, 2, 3]  # the carried loss log goes on
+    before = SnapGenUNet.from_pretrained(carried / "checkpoint-2" / "critic").state_dict()
+    after = SnapGenUNet.from_pretrained(latest_checkpoint(fresh) / "critic").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the critic trained on from its carried weights
+
+
 @pytest.mark.parametrize("method", ["adv", "kdmd"])
 def test_distill_under_accelerate_on_two_cpu_processes(method, teacher_dir, tmp_path):
     out = tmp_path / "run"

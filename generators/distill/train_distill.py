@@ -26,9 +26,9 @@ from ..training.common import (
     LossLog,
     config_from_args,
     cosine_lr,
-    latest_checkpoint,
     load_module,
     require_positive,
+    resume_checkpoint,
     save_checkpoint,
 )
 from .features import FeatureTap, Projectors, default_feature_layers
@@ -53,6 +53,8 @@ class DistillConfig:
     """Teacher pipeline folder (ours or a diffusers one sharing the latent space); empty: the shipped default."""
     out: str = "runs/distill"
     resume: bool = False
+    resume_from: str = ""
+    """With ``--resume`` and no checkpoint in OUT yet: start from this one (e.g. a carried checkpoint)."""
     student_config: str = ""
     """JSON (inline or file) of a smaller student of ``student_family``; empty: a copy of the teacher."""
     student_family: str = "unet"
@@ -314,8 +316,8 @@ def train(cfg: DistillConfig) -> Path:
         opts["critic"] = torch.optim.AdamW([p for p in critic.parameters() if p.requires_grad], lr=cfg.aux_lr,
                                            betas=(0.0, 0.99))
     group = Optimizers(**opts)
-    ckpt = latest_checkpoint(out) if cfg.resume else None
-    start = _restore(ckpt, cfg, student, critic, projectors, disc, group) if ckpt is not None else 0
+    ckpt = resume_checkpoint(out, cfg.resume, cfg.resume_from)
+    start, restart = _restore(ckpt, cfg, student, critic, projectors, disc, group) if ckpt else (0, None)
 
     trained = [m for m in (student, critic, disc) if m is not None]
     wrapped = iter(acc.prepare(*trained, projectors.to(dev), *opts.values())[:len(trained) + 1])
@@ -330,7 +332,9 @@ def train(cfg: DistillConfig) -> Path:
     if acc.is_main_process:
         n = sum(p.numel() for p in student.parameters() if p.requires_grad)
         print(f"distill {cfg.method}: teacher {type(teacher.model).__name__}, student {type(tap_model).__name__} "
-              f"({n / 1e6:.2f}M trained), sigmas {[round(s, 3) for s in nets.sigmas]}, from step {start}")
+              f"({n / 1e6:.2f}M trained), sigmas {[round(s, 3) for s in nets.sigmas]}, from step {start}"
+              + (f" (carried: fresh optimisers, learning rates re-warm over {cfg.warmup} steps)"
+                 if restart is not None else ""))
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"distill {cfg.method}",
                disable=not acc.is_main_process)
     t0 = time.time()
@@ -339,7 +343,8 @@ def train(cfg: DistillConfig) -> Path:
         gen = torch.Generator().manual_seed(cfg.seed * 7 + step * 2 + acc.process_index * 1_000_003)
         for o in opts.values():
             for g in o.param_groups:
-                g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr if o is opt else cfg.aux_lr)
+                g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr if o is opt else cfg.aux_lr,
+                                    restart=restart)
         idx = torch.tensor([rng.randrange(len(latents)) for _ in range(cfg.batch_size)])
         ids = caption_ids[idx].clone()
         if cfg.method == "kd":
@@ -403,7 +408,8 @@ def _save(out, step, cfg, student, critic, projectors, disc, group, wall):
                                                 "wall_s_this_run": round(wall, 1)})
 
 
-def _restore(ckpt, cfg, student, critic, projectors, disc, group) -> int:
+def _restore(ckpt, cfg, student, critic, projectors, disc, group) -> tuple[int, int | None]:
+    """(start step, step the optimisers restarted at: a carried checkpoint has no optimiser state)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -419,7 +425,8 @@ def _restore(ckpt, cfg, student, critic, projectors, disc, group) -> int:
     load_module(ckpt, "projectors", projectors)
     if disc is not None:
         load_module(ckpt, "disc", disc)
-    return load_optimizer(ckpt, group)["step"]
+    state = load_optimizer(ckpt, group)
+    return state["step"], state["step"] if state.get("optimizer_reset") else None
 
 
 def pipeline_from_distill_checkpoint(ckpt: str | Path):

@@ -28,9 +28,9 @@ from ..training.common import (
     LossLog,
     config_from_args,
     cosine_lr,
-    latest_checkpoint,
-    load_optimizer,
     require_positive,
+    resume_checkpoint,
+    resume_models,
     save_checkpoint,
 )
 from .losses import dmd_loss
@@ -49,6 +49,8 @@ class VideoDistillConfig:
     """The student to start from (a video pipeline folder); empty: the teacher's weights, made causal."""
     out: str = "runs/t2v-distill"
     resume: bool = False
+    resume_from: str = ""
+    """With ``--resume`` and no checkpoint in OUT yet: start from this one (e.g. a carried checkpoint)."""
     frames: int = 8
     chunk_frames: int = 2
     student_steps: int = 4
@@ -210,20 +212,17 @@ def train(cfg: VideoDistillConfig) -> Path:
     from .train_distill import Optimizers
 
     group = Optimizers(**opts)
-    start = 0
-    ckpt = latest_checkpoint(out) if cfg.resume else None
-    if ckpt is not None:
-        student.load_state_dict(S2DiT.from_pretrained(ckpt / "student").state_dict())
-        if critic is not None:
-            critic.load_state_dict(S2DiT.from_pretrained(ckpt / "critic").state_dict())
-        start = load_optimizer(ckpt, group)["step"]
+    ckpt = resume_checkpoint(out, cfg.resume, cfg.resume_from)
+    start, restart = resume_models(ckpt, {"student": student, **({"critic": critic} if critic else {})}, group)
     wrapped = acc.prepare(student, *([critic] if critic is not None else []), *opts.values())
     student_w = wrapped[0]
     critic_w = wrapped[1] if critic is not None else None
     log = LossLog(out, enabled=acc.is_main_process)
     if acc.is_main_process:
         print(f"distill t2v-{cfg.stage}: {sum(p.numel() for p in student.parameters()) / 1e6:.2f}M student, chunks of "
-              f"{cfg.chunk_frames} frames, sigmas {[round(s, 3) for s in sigmas]}, from step {start}")
+              f"{cfg.chunk_frames} frames, sigmas {[round(s, 3) for s in sigmas]}, from step {start}"
+              + (f" (carried: fresh optimisers, learning rates re-warm over {cfg.warmup} steps)"
+                 if restart is not None else ""))
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"distill t2v-{cfg.stage}",
                disable=not acc.is_main_process)
     t0 = time.time()
@@ -232,7 +231,8 @@ def train(cfg: VideoDistillConfig) -> Path:
         gen = torch.Generator().manual_seed(cfg.seed * 7 + step * 2 + acc.process_index * 1_000_003)
         for o in opts.values():
             for g in o.param_groups:
-                g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr if o is opt else cfg.aux_lr)
+                g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr if o is opt else cfg.aux_lr,
+                                    restart=restart)
         pick = [rng.randrange(len(ids)) for _ in range(cfg.batch_size)]
         ctx = states[ids[pick]].to(dev)
         parts = {}
