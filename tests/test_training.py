@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from app.cli import main
+from generators.pipelines.loading import load_pipeline
 from generators.training.common import latest_checkpoint
 
 from .launch import accelerate_cli
@@ -161,7 +162,7 @@ def test_ship_writes_a_scored_model_folder_whole_or_not_at_all(tiny_vae, tmp_pat
     assert main(["train", "t2i", *_args(run, tiny_vae, 2)]) == 0
     assert main(["train", "t2i", *_args(run, tiny_vae, 4, "--resume")]) == 0
     flags = ["--run", str(run), "--out", str(asset), "--per-task", "1", "--steps", "2", "--grid",
-             str(tmp_path / "grid.png"), "--command", "pocket-studio train t2i ..."]
+             str(tmp_path / "grid.png"), "--command", "pocket-studio train t2i ...", "--guidance", "5.5"]
 
     def broken(*a, **k):
         raise RuntimeError("evaluation failed")
@@ -183,3 +184,5 @@ def test_ship_writes_a_scored_model_folder_whole_or_not_at_all(tiny_vae, tmp_pat
     assert "pocket-studio train t2i ..." in (asset / "README.md").read_text()
     assert (tmp_path / "grid.png").is_file()
     assert PocketTextToImagePipeline.from_pretrained(asset).image_size == 32
+    assert card["guidance"] == card["shapes_eval"]["guidance"] == 5.5  # scored as it samples by default
+    assert load_pipeline(asset).sampling_defaults == {"num_inference_steps": 2, "guidance_scale": 5.5}

@@ -38,7 +38,7 @@ def evaluate_pipeline(pipe, metas: list[dict], images_per_prompt: int = 4, steps
             if len(kept) < keep_images:
                 kept.append((m["prompt"], u8))
     summary = score(results)
-    summary.update(steps=steps, guidance=guidance, images_per_prompt=images_per_prompt,
+    summary.update(steps=steps, guidance=guidance, seed=seed, images_per_prompt=images_per_prompt,
                    seconds=round(time.time() - t0, 1))
     return {"summary": summary, "results": results, "images": kept}
 
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     p.add_argument("--per-task", type=int, default=16, help="prompts per task (held-out prompts come on top)")
     p.add_argument("--images-per-prompt", type=int, default=4)
     p.add_argument("--width-mult", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0, help="another seed draws other images of the same prompts "
+                   "(e.g. to choose sampling settings apart from the reported score)")
     p.add_argument("--out", type=Path, help="JSON report")
     args = p.parse_args(argv)
     pipe = load_for_eval(args.model)
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     steps = args.steps if args.steps is not None else sampling.get("num_inference_steps", 20)
     guidance = args.guidance if args.guidance is not None else sampling.get("guidance_scale", 4.0)
     report = evaluate_pipeline(pipe, prompts(args.per_task), args.images_per_prompt, steps, guidance,
-                               width_mult=args.width_mult)
+                               seed=args.seed, width_mult=args.width_mult)
     print(json.dumps(report["summary"], indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

