@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ..training.common import (
     LossLog,
+    carried_note,
     config_from_args,
     cosine_lr,
     load_module,
@@ -281,6 +282,7 @@ def train(cfg: DistillConfig) -> Path:
 
     acc = Accelerator(cpu=cfg.cpu)
     out = Path(cfg.out)
+    ckpt = resume_checkpoint(out, cfg.resume, cfg.resume_from)  # a wrong name fails before the cache
     dev = acc.device
     pipe, teacher = load_teacher(cfg.teacher)
     teacher.model.to(dev)
@@ -316,7 +318,6 @@ def train(cfg: DistillConfig) -> Path:
         opts["critic"] = torch.optim.AdamW([p for p in critic.parameters() if p.requires_grad], lr=cfg.aux_lr,
                                            betas=(0.0, 0.99))
     group = Optimizers(**opts)
-    ckpt = resume_checkpoint(out, cfg.resume, cfg.resume_from)
     start, restart = _restore(ckpt, cfg, student, critic, projectors, disc, group) if ckpt else (0, None)
 
     trained = [m for m in (student, critic, disc) if m is not None]
@@ -333,8 +334,7 @@ def train(cfg: DistillConfig) -> Path:
         n = sum(p.numel() for p in student.parameters() if p.requires_grad)
         print(f"distill {cfg.method}: teacher {type(teacher.model).__name__}, student {type(tap_model).__name__} "
               f"({n / 1e6:.2f}M trained), sigmas {[round(s, 3) for s in nets.sigmas]}, from step {start}"
-              + (f" (carried: fresh optimisers, learning rates re-warm over {cfg.warmup} steps)"
-                 if restart is not None else ""))
+              + carried_note(restart, cfg.warmup))
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"distill {cfg.method}",
                disable=not acc.is_main_process)
     t0 = time.time()
@@ -409,11 +409,10 @@ def _save(out, step, cfg, student, critic, projectors, disc, group, wall):
 
 
 def _restore(ckpt, cfg, student, critic, projectors, disc, group) -> tuple[int, int | None]:
-    """(start step, step the optimisers restarted at: a carried checkpoint has no optimiser state)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from ..training.common import load_optimizer
+    from ..training.common import load_optimizer, resume_point
 
     for name, net in (("student", student), ("critic", critic)):
         if net is None:
@@ -425,8 +424,7 @@ def _restore(ckpt, cfg, student, critic, projectors, disc, group) -> tuple[int, 
     load_module(ckpt, "projectors", projectors)
     if disc is not None:
         load_module(ckpt, "disc", disc)
-    state = load_optimizer(ckpt, group)
-    return state["step"], state["step"] if state.get("optimizer_reset") else None
+    return resume_point(load_optimizer(ckpt, group))
 
 
 def pipeline_from_distill_checkpoint(ckpt: str | Path):

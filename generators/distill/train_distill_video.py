@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..training.common import (
     LossLog,
+    carried_note,
     config_from_args,
     cosine_lr,
     require_positive,
@@ -181,6 +182,7 @@ def train(cfg: VideoDistillConfig) -> Path:
 
     acc = Accelerator(cpu=cfg.cpu)
     out, dev = Path(cfg.out), acc.device
+    ckpt = resume_checkpoint(out, cfg.resume, cfg.resume_from)  # a wrong name fails before the cache
     pipe = load_t2v(cfg.teacher)
     t_model = pipe.denoiser.eval().requires_grad_(False).to(dev)
     if int(t_model.config.chunk_frames) != cfg.frames:
@@ -212,7 +214,6 @@ def train(cfg: VideoDistillConfig) -> Path:
     from .train_distill import Optimizers
 
     group = Optimizers(**opts)
-    ckpt = resume_checkpoint(out, cfg.resume, cfg.resume_from)
     start, restart = resume_models(ckpt, {"student": student, **({"critic": critic} if critic else {})}, group)
     wrapped = acc.prepare(student, *([critic] if critic is not None else []), *opts.values())
     student_w = wrapped[0]
@@ -221,8 +222,7 @@ def train(cfg: VideoDistillConfig) -> Path:
     if acc.is_main_process:
         print(f"distill t2v-{cfg.stage}: {sum(p.numel() for p in student.parameters()) / 1e6:.2f}M student, chunks of "
               f"{cfg.chunk_frames} frames, sigmas {[round(s, 3) for s in sigmas]}, from step {start}"
-              + (f" (carried: fresh optimisers, learning rates re-warm over {cfg.warmup} steps)"
-                 if restart is not None else ""))
+              + carried_note(restart, cfg.warmup))
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"distill t2v-{cfg.stage}",
                disable=not acc.is_main_process)
     t0 = time.time()

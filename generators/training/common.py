@@ -148,8 +148,17 @@ def resume_models(ckpt: Path | None, models: dict[str, torch.nn.Module], optimiz
         return 0, None
     for name, model in models.items():
         model.load_state_dict(type(model).from_pretrained(ckpt / name).state_dict())
-    state = load_optimizer(ckpt, optimizer)
+    return resume_point(load_optimizer(ckpt, optimizer))
+
+
+def resume_point(state: dict) -> tuple[int, int | None]:
+    """(start step, step the optimiser restarted at: None unless the checkpoint carried no optimiser state)."""
     return state["step"], state["step"] if state.get("optimizer_reset") else None
+
+
+def carried_note(restart: int | None, warmup: int) -> str:
+    """What the start-up line adds when a run goes on from a carried checkpoint."""
+    return "" if restart is None else f" (carried: fresh optimisers, learning rates re-warm over {warmup} steps)"
 
 
 def cosine_lr(step: int, total: int, warmup: int, base: float, floor: float = 0.1,

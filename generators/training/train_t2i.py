@@ -24,7 +24,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import ProceduralDataset, render_scene
-from .common import LossLog, config_from_args, cosine_lr, resume_checkpoint, resume_models, save_checkpoint
+from .common import (
+    LossLog,
+    carried_note,
+    config_from_args,
+    cosine_lr,
+    resume_checkpoint,
+    resume_models,
+    save_checkpoint,
+)
 
 TINY_UNET = dict(block_out_channels=(64, 128, 192), transformer_layers=(0, 1, 2), layers_per_block=1,
                  mid_transformer_layers=2, head_dim=32, kv_heads=1)
@@ -192,6 +200,7 @@ def train(cfg: T2ITrainConfig) -> Path:
 
     acc = Accelerator(cpu=cfg.cpu)
     out = Path(cfg.out)
+    ckpt = resume_checkpoint(out, cfg.resume, cfg.resume_from)  # a wrong name fails before the cache
     vae = load_vae(cfg.vae)
     tokenizer, encoder = load_text_encoder(cfg.text_encoder or None)
     cache = build_cache(cfg, vae, tokenizer, encoder, acc.process_index, acc.num_processes, acc.is_main_process)
@@ -200,7 +209,6 @@ def train(cfg: T2ITrainConfig) -> Path:
     model = build_denoiser(cfg.family, model_cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    ckpt = resume_checkpoint(out, cfg.resume, cfg.resume_from)
     start, restart = resume_models(ckpt, {"denoiser": model, "ema": ema}, opt)
     model, opt = acc.prepare(model, opt)
     log = LossLog(out, enabled=acc.is_main_process)
@@ -208,8 +216,7 @@ def train(cfg: T2ITrainConfig) -> Path:
         n_params = sum(p.numel() for p in acc.unwrap_model(model).parameters())
         print(f"t2i: {cfg.family}, {n_params / 1e6:.2f}M parameters, {len(latents)} latents "
               f"{tuple(latents.shape[1:])}, {len(states)} captions, from step {start}"
-              + (f" (carried: fresh optimiser, learning rate re-warms over {cfg.warmup} steps)"
-                 if restart is not None else ""))
+              + carried_note(restart, cfg.warmup))
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="t2i", disable=not acc.is_main_process)
     t0 = time.time()
     for step in bar:

@@ -23,7 +23,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.procedural_video import ProceduralVideoDataset, render_video
-from .common import LossLog, config_from_args, cosine_lr, resume_checkpoint, resume_models, save_checkpoint
+from .common import (
+    LossLog,
+    carried_note,
+    config_from_args,
+    cosine_lr,
+    resume_checkpoint,
+    resume_models,
+    save_checkpoint,
+)
 from .train_t2i import ema_update, load_vae, vae_encode
 
 
@@ -143,6 +151,7 @@ def train(cfg: T2VTrainConfig) -> Path:
 
     acc = Accelerator(cpu=cfg.cpu)
     out = Path(cfg.out)
+    ckpt = resume_checkpoint(out, cfg.resume, cfg.resume_from)  # a wrong name fails before the cache
     vae = load_vae(cfg.vae)
     tokenizer, encoder = load_text_encoder(cfg.text_encoder or None)
     cache = build_video_cache(cfg, vae, tokenizer, encoder, acc.process_index, acc.num_processes,
@@ -152,7 +161,6 @@ def train(cfg: T2VTrainConfig) -> Path:
     chunk = int(model.config.chunk_frames)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    ckpt = resume_checkpoint(out, cfg.resume, cfg.resume_from)
     start, restart = resume_models(ckpt, {"denoiser": model, "ema": ema}, opt)
     model, opt = acc.prepare(model, opt)
     log = LossLog(out, enabled=acc.is_main_process)
@@ -160,8 +168,7 @@ def train(cfg: T2VTrainConfig) -> Path:
         n_params = sum(p.numel() for p in acc.unwrap_model(model).parameters())
         print(f"t2v ({cfg.mode}): {n_params / 1e6:.2f}M parameters, {len(latents)} clips {tuple(latents.shape[1:])}, "
               f"chunks of {chunk} frames, from step {start}"
-              + (f" (carried: fresh optimiser, learning rate re-warms over {cfg.warmup} steps)"
-                 if restart is not None else ""))
+              + carried_note(restart, cfg.warmup))
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="t2v", disable=not acc.is_main_process)
     t0 = time.time()
     for step in bar:
