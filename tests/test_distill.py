@@ -262,7 +262,9 @@ def test_kdmd_with_lora_resumes_where_it_stopped(teacher_dir, tmp_path, monkeypa
         assert main(["eval", "shapes", "--model", str(model), "--per-task", "1", "--images-per-prompt", "1",
                      "--out", str(report)]) == 0
     summary = json.loads(report.read_text())["summary"]
-    assert summary["steps"] == 4 and summary["guidance"] == 1.0
+    assert summary["steps"] == 4 and summary["guidance"] == 1.0 and summary["seed"] == 0
+    bad_seed = ["eval", "shapes", "--model", str(ckpt), "--seed", "-1", "--out", str(tmp_path / "never.json")]
+    assert main(bad_seed) == 2 and not (tmp_path / "never.json").exists()
 
 
 def test_a_carried_distillation_goes_on_in_a_fresh_run_folder(teacher_dir, tmp_path, monkeypatch, capsys):

@@ -167,6 +167,12 @@ def test_ship_writes_a_scored_model_folder_whole_or_not_at_all(tiny_vae, tmp_pat
     def broken(*a, **k):
         raise RuntimeError("evaluation failed")
 
+    for bad in (["--guidance", "50"], ["--guidance", "nan"], ["--steps", "0"]):  # defaults nothing could load
+        with pytest.raises(SystemExit):
+            ship.main([*flags, *bad])
+    with pytest.raises(SystemExit):
+        ship.main([*flags[2:], "--run", str(tmp_path / "no-run")])
+    assert not asset.exists()
     monkeypatch.setattr(ship, "evaluate_pipeline", broken)
     with pytest.raises(RuntimeError):
         ship.main(flags)

@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
                    "(e.g. to choose sampling settings apart from the reported score)")
     p.add_argument("--out", type=Path, help="JSON report")
     args = p.parse_args(argv)
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0, not {args.seed}")
     pipe = load_for_eval(args.model)
     sampling = read_sampling(args.model)
     steps = args.steps if args.steps is not None else sampling.get("num_inference_steps", 20)

@@ -20,6 +20,7 @@ from ..data import HELD_OUT_PAIRS
 from ..evaluation.run_shapes_eval import evaluate_pipeline
 from ..evaluation.shapes_eval import prompts
 from ..pipelines import PocketTextToImagePipeline
+from ..pipelines.loading import check_request
 from .common import latest_checkpoint
 from .train_t2i import pipeline_from_checkpoint
 
@@ -128,7 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--command", default="", help="the training command, for the card")
     p.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16", help="stored weights (default fp16)")
     args = p.parse_args(argv)
+    try:  # the defaults it writes must be ones the studio and the CLI accept
+        check_request("x", "", args.steps, args.guidance)
+    except ValueError as err:
+        p.error(str(err))
     ckpt = latest_checkpoint(args.run)
+    if ckpt is None:
+        p.error(f"--run {args.run}: no checkpoint-STEP folder")
     state = json.loads((ckpt / "state.json").read_text())
     pipe = pipeline_from_checkpoint(ckpt)
     args.out.parent.mkdir(parents=True, exist_ok=True)
