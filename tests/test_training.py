@@ -4,6 +4,7 @@ EMA, the loss log, ``--resume``; the autoencoder trainer; and the command line a
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -192,3 +193,20 @@ def test_ship_writes_a_scored_model_folder_whole_or_not_at_all(tiny_vae, tmp_pat
     assert PocketTextToImagePipeline.from_pretrained(asset).image_size == 32
     assert card["guidance"] == card["shapes_eval"]["guidance"] == 5.5  # scored as it samples by default
     assert load_pipeline(asset).sampling_defaults == {"num_inference_steps": 2, "guidance_scale": 5.5}
+
+
+def test_grid_captions_wrap_inside_their_own_cell():
+    from PIL import Image, ImageDraw
+
+    from generators.training.ship import label_grid, wrap_caption
+
+    draw = ImageDraw.Draw(Image.new("RGB", (8, 8)))
+    text = "a photo of a purple diamond right of an orange circle Pneumonoultramicroscopicsilicovolcanoconiosis"
+    lines = wrap_caption(draw, text, 120)
+    assert all(draw.textlength(ln) <= 120 for ln in lines)
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")  # every letter kept, in order
+    tiles = [Image.new("RGB", (128, 128), "gray")] * 2
+    canvas = np.asarray(label_grid(tiles, [text, ""], cols=2))
+    under_second = canvas[128:, 128:]  # the empty caption's cell: nothing of the long one runs into it
+    assert (under_second == 255).all()
+    assert (canvas[128:, :128] < 128).any()  # and the long one is drawn

@@ -49,28 +49,44 @@ def grid(pipe, prompts_: list[str], path: Path, steps: int, seed: int = 0, cols:
 
 
 def label_grid(images: list, captions: list[str], cols: int = 4) -> Image.Image:
-    """Images in rows of ``cols``, each with up to two lines of caption under it."""
+    """Images in rows of ``cols``, each with up to three lines of caption under it, wrapped to the cell's width."""
     from PIL import ImageDraw
 
     side = images[0].size[0]
     scale = max(1, 192 // side)
-    cell_w, cell_h = side * scale, side * scale + 34
+    cell_w, cell_h = side * scale, side * scale + 48
     rows = (len(images) + cols - 1) // cols
     canvas = Image.new("RGB", (cols * cell_w, rows * cell_h), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (img, text) in enumerate(zip(images, captions)):
         x, y = (i % cols) * cell_w, (i // cols) * cell_h
         canvas.paste(img.resize((cell_w, cell_w), Image.NEAREST), (x, y))
-        words, line, lines = text.split(), "", []
-        for w in words:
-            if len(line) + len(w) > 34:
+        for j, ln in enumerate(wrap_caption(draw, text, cell_w - 8)[:3]):
+            draw.text((x + 4, y + cell_w + 2 + 15 * j), ln, fill="black")
+    return canvas
+
+
+def wrap_caption(draw, text: str, width: float) -> list[str]:
+    """Lines that fit ``width`` pixels in ``draw``'s font (a word longer than a line is cut), so no caption
+    runs into the next cell."""
+    lines, line = [], ""
+    for word in text.split():
+        while draw.textlength(word) > width and len(word) > 1:  # cut an over-long word to fit
+            cut = next(k for k in range(len(word), 0, -1) if draw.textlength(word[:k]) <= width or k == 1)
+            if line:
                 lines.append(line)
                 line = ""
-            line += w + " "
+            lines.append(word[:cut])
+            word = word[cut:]
+        trial = f"{line} {word}".strip()
+        if line and draw.textlength(trial) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    if line:
         lines.append(line)
-        for j, ln in enumerate(lines[:2]):
-            draw.text((x + 4, y + cell_w + 2 + 15 * j), ln.strip(), fill="black")
-    return canvas
+    return lines
 
 
 def _save(image: Image.Image, path: Path) -> None:
