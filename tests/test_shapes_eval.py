@@ -17,6 +17,7 @@ from generators.evaluation.shapes_eval import (
     relative_position,
     score,
 )
+from generators.training.train_t2i import T2ITrainConfig
 
 
 def test_ground_truth_scores_at_least_0_98_on_every_task():
@@ -95,6 +96,16 @@ def test_training_data_never_shows_held_out_combinations():
     assert kinds == set(TEXTURES)
     held = [m for m in prompts() if m["held_out"]]
     assert {(r["color"], r["class"]) for m in held for r in m["include"] if "color" in r} >= HELD_OUT_PAIRS
+
+
+def test_a_fine_tune_mix_draws_its_tasks_and_keeps_held_out_pairs_out():
+    ds = ProceduralDataset(size=32, seed=3, texture_share=0.0, task_weights=(0, 0, 0, 0, 1, 3))
+    scenes = [ds.scene(i) for i in range(400)]
+    tags = [s.meta["tag"] for s in scenes]
+    assert set(tags) == {"position", "color_attr"} and 0.6 < tags.count("color_attr") / len(tags) < 0.9
+    assert not any(s.held_out for s in scenes)
+    assert T2ITrainConfig(task_weights=(0, 0, 0, 0, 1, 3)).cache_name(0, 2) != T2ITrainConfig().cache_name(0, 2)
+    assert T2ITrainConfig().cache_name(1, 2) == "data-0-128-8192-1-of-2.pt"  # caches built before the option
 
 
 def test_dataset_is_deterministic_and_captioned():

@@ -151,6 +151,11 @@ def test_training_flags_are_checked(tmp_path, capsys):
     (tmp_path / "c.json").write_text('{"stepz": 3}')
     assert main(["train", "t2i", "--config", str(tmp_path / "c.json")]) == 2
     assert "unknown fields" in capsys.readouterr().err
+    assert main(["train", "t2i", "--task-weights", "1,2"]) == 2
+    assert "task_weights" in capsys.readouterr().err
+    assert main(["train", "t2i", "--texture-share", "1.5"]) == 2
+    assert main(["train", "t2i", "--steps", "100", "--phase-start", "100"]) == 2
+    assert "phase_start" in capsys.readouterr().err
     assert main(["train", "nope"]) == 2
 
 
@@ -161,7 +166,9 @@ def test_ship_writes_a_scored_model_folder_whole_or_not_at_all(tiny_vae, tmp_pat
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     run, asset = tmp_path / "run", tmp_path / "assets" / "pocket-t2i"
     assert main(["train", "t2i", *_args(run, tiny_vae, 2)]) == 0
-    assert main(["train", "t2i", *_args(run, tiny_vae, 4, "--resume")]) == 0
+    fine_tune = ["--resume", "--phase-start", "2", "--task-weights", "0,0,0,0,1,3", "--texture-share", "0"]
+    assert main(["train", "t2i", *_args(run, tiny_vae, 4, *fine_tune)]) == 0  # a second phase, another mix
+    assert len(list((run / "cache").glob("*-mix-0-0-0-0-1-3-0.pt"))) == 1
     flags = ["--run", str(run), "--out", str(asset), "--per-task", "1", "--steps", "2", "--grid",
              str(tmp_path / "grid.png"), "--command", "pocket-studio train t2i ...", "--guidance", "5.5"]
 
@@ -189,6 +196,8 @@ def test_ship_writes_a_scored_model_folder_whole_or_not_at_all(tiny_vae, tmp_pat
     assert rows[2]["time_s"] >= rows[1]["time_s"]  # the resumed run's clock went on
     assert card["training"]["train_wall_s_logged"] == rows[-1]["time_s"]
     assert "pocket-studio train t2i ..." in (asset / "README.md").read_text()
+    assert "cosine from step 2 (a fine-tune phase on the data mix single_object 0," in " ".join(
+        (asset / "README.md").read_text().split())
     assert (tmp_path / "grid.png").is_file()
     assert PocketTextToImagePipeline.from_pretrained(asset).image_size == 32
     assert card["guidance"] == card["shapes_eval"]["guidance"] == 5.5  # scored as it samples by default

@@ -34,6 +34,8 @@ HELD_OUT_PAIRS = frozenset({("red", "star"), ("blue", "triangle"), ("yellow", "s
 HELD_OUT_TEXTURES = frozenset({("waves", "purple"), ("checkers", "green"), ("mosaic", "pink")})
 """(texture, colour) never drawn in training, in either colour slot."""
 TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+TASK_WEIGHTS = (1, 1.2, 1.4, 1, 1.4, 1.4)
+"""How often each task's scenes are drawn (the harder ones a little more)."""
 
 
 @dataclass
@@ -109,7 +111,7 @@ def _place_relation(rng: random.Random, relation: str, sa: float, sb: float) -> 
 
 
 def sample_scene(rng: random.Random, tag: str | None = None, *, held_out: bool = False, texture_share: float = 0.3,
-                 classes: list[str] | None = None, colors: list[str] | None = None, count: int | None = None,
+                 task_weights: tuple = TASK_WEIGHTS, classes: list[str] | None = None, colors: list[str] | None = None, count: int | None = None,
                  relation: str | None = None) -> Scene:
     """A random scene and its caption. ``tag`` (a GenEval task, or ``"texture"``) and the keyword arguments fix
     what the caption names; the rest is drawn. ``held_out=False`` never draws a held-out combination."""
@@ -117,7 +119,7 @@ def sample_scene(rng: random.Random, tag: str | None = None, *, held_out: bool =
         if rng.random() < texture_share:
             tag = "texture"
         else:
-            tag = rng.choices(TASKS, weights=(1, 1.2, 1.4, 1, 1.4, 1.4))[0]
+            tag = rng.choices(TASKS, weights=task_weights)[0]
     if tag == "texture":
         return _texture_scene(rng, held_out, kind=classes[0] if classes else None, colors=colors)
     bg = rng.randint(130, 170)
@@ -282,14 +284,21 @@ class ProceduralDataset:
     """Index -> (image in [-1, 1], CHW float32; caption). Deterministic per (seed, index); never ends unless
     ``length`` is given."""
 
-    def __init__(self, size: int = 128, seed: int = 0, length: int = 1 << 30, texture_share: float = 0.3):
+    def __init__(self, size: int = 128, seed: int = 0, length: int = 1 << 30, texture_share: float = 0.3,
+                 task_weights: tuple = TASK_WEIGHTS):
+        if len(task_weights) != len(TASKS) or min(task_weights) < 0 or sum(task_weights) <= 0:
+            raise ValueError(f"task_weights: {len(TASKS)} non-negative numbers, not all 0 ({', '.join(TASKS)})")
+        if not 0 <= texture_share <= 1:
+            raise ValueError(f"texture_share must lie in [0, 1], not {texture_share}")
         self.size, self.seed, self.length, self.texture_share = size, seed, length, texture_share
+        self.task_weights = tuple(task_weights)
 
     def __len__(self) -> int:
         return self.length
 
     def scene(self, index: int) -> Scene:
-        return sample_scene(random.Random(self.seed * 1_000_003 + index), texture_share=self.texture_share)
+        return sample_scene(random.Random(self.seed * 1_000_003 + index), texture_share=self.texture_share,
+                            task_weights=self.task_weights)
 
     def __getitem__(self, index: int):
         import torch

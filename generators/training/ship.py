@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from ..data import HELD_OUT_PAIRS
+from ..data.procedural import TASKS
 from ..evaluation.run_shapes_eval import evaluate_pipeline
 from ..evaluation.shapes_eval import prompts
 from ..pipelines import PocketTextToImagePipeline
@@ -94,6 +95,16 @@ def _save(image: Image.Image, path: Path) -> None:
     image.save(path)
 
 
+def _phase(config: dict) -> str:
+    """How the card names the last phase of a run that changed its schedule or data mix part-way."""
+    if not config.get("phase_start"):
+        return ""
+    mix = config.get("task_weights") or ()
+    mix = f" on the data mix {', '.join(f'{k} {w:g}' for k, w in zip(TASKS, mix))}" if mix else ""
+    return (f" from step {config['phase_start']} (a fine-tune phase{mix}, texture share "
+            f"{config.get('texture_share', 0.3):g}; the steps before it: `docs/t2i_training_log.md`)")
+
+
 def model_card_markdown(card: dict) -> str:
     t, se = card["training"], card["shapes_eval"]
     tasks = "\n".join(f"| {k} | {v:.3f} |" for k, v in se["tasks"].items())
@@ -115,7 +126,7 @@ counts and positions, and textures (stripes, polka dots, waves, mosaic tiles, br
 of training: the colour/shape pairs {', '.join(f'{c} {k}' for c, k in sorted(HELD_OUT_PAIRS))}.
 
 **Training** (2-core CPU): `{t['command']}`: {t['steps']} steps of batch {t['config']['batch_size']},
-lr {t['config']['lr']} cosine, EMA {t['config']['ema_decay']}, caption dropout {t['config']['cfg_dropout']},
+lr {t['config']['lr']} cosine{_phase(t['config'])}, EMA {t['config']['ema_decay']}, caption dropout {t['config']['cfg_dropout']},
 {t['config']['samples']} pre-encoded images; {t['train_wall_s_logged'] / 60:.0f} min of logged wall time. Autoencoder:
 `pocket-studio train vae`{vae_steps}, reconstruction PSNR {card['vae']['reconstruction_psnr_db']} dB on
 {card['vae']['held_out_images']} unseen images{vae_ceiling}. Runs resume with `--resume`.

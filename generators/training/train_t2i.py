@@ -57,10 +57,18 @@ class T2ITrainConfig:
     image_size: int = 128
     samples: int = 16384
     """Images pre-encoded once (per process) and drawn from at random."""
+    task_weights: tuple = ()
+    """The data mix: how often each ShapesEval task's scenes are drawn (6 numbers in ``TASKS`` order); empty: the
+    dataset's default. A fine-tune can weight the tasks a model fails (held-out pairs stay held out)."""
+    texture_share: float = 0.3
+    """Share of texture (style image) scenes."""
     batch_size: int = 32
     steps: int = 10000
     lr: float = 6e-4
     warmup: int = 200
+    phase_start: int = 0
+    """Step where this phase of a longer run (e.g. a fine-tune on another data mix, resumed from the run's
+    checkpoint) starts its own warm-up and cosine; 0: one schedule from the first step."""
     weight_decay: float = 0.01
     ema_decay: float = 0.999
     cfg_dropout: float = 0.1
@@ -78,6 +86,21 @@ class T2ITrainConfig:
             raise ValueError("steps, batch_size, samples and lr must be positive")
         if not 0 <= self.cfg_dropout < 1 or not 0 <= self.ema_decay < 1:
             raise ValueError("cfg_dropout and ema_decay must lie in [0, 1)")
+        if not 0 <= self.phase_start < self.steps:
+            raise ValueError(f"phase_start must lie in [0, steps), not {self.phase_start}")
+        self.dataset(0)  # a bad data mix fails here, before any model or cache
+
+    def dataset(self, rank: int) -> ProceduralDataset:
+        mix = {"task_weights": tuple(self.task_weights)} if self.task_weights else {}
+        return ProceduralDataset(size=self.image_size, seed=self.seed * 1000 + rank,
+                                 texture_share=self.texture_share, **mix)
+
+    def cache_name(self, rank: int, world: int) -> str:
+        """The default mix keeps its old name (caches built before the mix was an option stay valid)."""
+        ds = self.dataset(rank)
+        mix = "" if not self.task_weights and self.texture_share == 0.3 else "-mix-" + "-".join(
+            f"{w:g}" for w in (*ds.task_weights, self.texture_share))
+        return f"data-{self.seed}-{self.image_size}-{self.samples // world}-{rank}-of-{world}{mix}.pt"
 
 
 def denoiser_config(cfg: T2ITrainConfig, context_dim: int, latent_channels: int, latent_size: int) -> dict:
@@ -131,10 +154,10 @@ def build_cache(cfg: T2ITrainConfig, vae, tokenizer, encoder, rank: int, world: 
     from ..text_encoder import encode_text
 
     n = cfg.samples // world
-    path = Path(cfg.out) / "cache" / f"data-{cfg.seed}-{cfg.image_size}-{n}-{rank}-of-{world}.pt"
+    path = Path(cfg.out) / "cache" / cfg.cache_name(rank, world)
     if path.is_file():
         return torch.load(path, weights_only=True)
-    ds = ProceduralDataset(size=cfg.image_size, seed=cfg.seed * 1000 + rank)
+    ds = cfg.dataset(rank)
     latents, captions = [], []
     for start in tqdm(range(0, n, 64), desc="encode images", disable=not show):
         scenes = [ds.scene(i) for i in range(start, min(n, start + 64))]
@@ -223,7 +246,8 @@ def train(cfg: T2ITrainConfig) -> Path:
         rng = random.Random(cfg.seed * 9973 + step * 131 + acc.process_index)
         gen = torch.Generator().manual_seed(cfg.seed * 7 + step * 2 + acc.process_index * 1_000_003)
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr, restart=restart)
+            g["lr"] = cosine_lr(step - cfg.phase_start, cfg.steps - cfg.phase_start, cfg.warmup, cfg.lr,
+                                restart=None if restart is None else restart - cfg.phase_start)
         idx = torch.tensor([rng.randrange(len(latents)) for _ in range(cfg.batch_size)])
         ids = caption_ids[idx].clone()
         ids[torch.rand(len(ids), generator=gen) < cfg.cfg_dropout] = 0  # "" = unconditional
