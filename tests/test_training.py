@@ -100,6 +100,43 @@ def test_a_carried_checkpoint_goes_on_in_a_fresh_run_folder(tiny_vae, tmp_path, 
     assert "--resume-from" in capsys.readouterr().err
 
 
+def test_a_grown_denoiser_starts_as_the_smaller_one_and_trains_on(tiny_vae, tmp_path, monkeypatch, capsys):
+    from generators.models import SnapGenUNet
+    from generators.training.common import grow_into
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    small = dict(json.loads(TINY_UNET), cross_attention_dim=12, sample_size=8)
+    big = dict(small, transformer_layers=[0, 2, 2], self_attention_stages=[False, True, True])
+    torch.manual_seed(0)
+    old, grown = SnapGenUNet(**small), SnapGenUNet(**big)
+    for p in grown.parameters():  # no new weight may start at zero by chance
+        torch.nn.init.normal_(p, std=0.1)
+    added = grow_into(grown, old.state_dict())
+    assert any(".attn1." in k for k in added) and any(".blocks.1." in k for k in added)
+    x, ctx = torch.randn(2, 4, 8, 8), torch.randn(2, 5, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x, 300.0, ctx).sample, old(x, 300.0, ctx).sample)
+    with pytest.raises(ValueError, match="widths must stay"):
+        grow_into(SnapGenUNet(**dict(small, block_out_channels=[16, 16, 24])), old.state_dict())
+    with pytest.raises(ValueError, match="lacks"):
+        grow_into(SnapGenUNet(**dict(small, transformer_layers=[0, 1, 0])), old.state_dict())
+
+    out, fresh = tmp_path / "run", tmp_path / "grown"
+    assert main(["train", "t2i", *_args(out, tiny_vae, 2)]) == 0
+    bigger = json.dumps({k: big[k] for k in json.loads(TINY_UNET)} | {"self_attention_stages": [False, True, True]})
+    grow = _args(fresh, tiny_vae, 4, "--resume", "--resume-from", str(out), "--grow")
+    grow[grow.index("--model-config") + 1] = bigger
+    assert main(["train", "t2i", *grow]) == 0
+    assert "grew" in capsys.readouterr().out
+    steps = [json.loads(line)["step"] for line in (fresh / "loss.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2, 3]  # went on from the smaller run's step
+    config = json.loads((latest_checkpoint(fresh) / "denoiser" / "config.json").read_text())
+    assert config["transformer_layers"] == [0, 2, 2]
+    assert main(["train", "t2i", *grow[:grow.index("--steps") + 1], "6", *grow[grow.index("--steps") + 2:]]) == 0
+    assert "grew" not in capsys.readouterr().out  # its own checkpoint resumes as usual
+    assert json.loads((latest_checkpoint(fresh) / "state.json").read_text())["step"] == 6
+
+
 def test_vae_trainer_writes_a_diffusers_vae_with_its_psnr(tmp_path, monkeypatch):
     from diffusers import AutoencoderKL
 

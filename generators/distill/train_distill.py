@@ -17,7 +17,6 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from tqdm.auto import tqdm
@@ -278,7 +277,7 @@ def train(cfg: DistillConfig) -> Path:
 
     from ..pipelines import PocketTextToImagePipeline
     from ..text_encoder import load_text_encoder
-    from ..training.train_t2i import build_cache
+    from ..training.train_t2i import T2ITrainConfig, build_cache
 
     acc = Accelerator(cpu=cfg.cpu)
     out = Path(cfg.out)
@@ -289,7 +288,7 @@ def train(cfg: DistillConfig) -> Path:
     ours = isinstance(pipe, PocketTextToImagePipeline)
     tokenizer, encoder = (pipe.tokenizer, pipe.text_encoder) if ours else load_text_encoder()
     image_size = pipe.image_size if ours else int(teacher.model.config.sample_size) * int(pipe.vae_scale_factor)
-    data = SimpleNamespace(out=cfg.out, seed=cfg.seed, image_size=image_size, samples=cfg.samples)
+    data = T2ITrainConfig(out=cfg.out, seed=cfg.seed, image_size=image_size, samples=cfg.samples)  # the same cache
     cache = build_cache(data, pipe.vae, tokenizer, encoder, acc.process_index, acc.num_processes, acc.is_main_process)
     latents, caption_ids, states = cache["latents"], cache["caption_ids"], cache["text_states"].float()
     t_states = states if ours else torch.cat([

@@ -151,6 +151,51 @@ def resume_models(ckpt: Path | None, models: dict[str, torch.nn.Module], optimiz
     return resume_point(load_optimizer(ckpt, optimizer))
 
 
+GROWN_BRANCH_OUTPUTS = ("to_out.weight", "to_out.bias", "ff.out.weight", "ff.out.bias", "proj_out.weight",
+                        "proj_out.bias")
+"""Last layers of the residual branches (attention, FFN, a whole spatial transformer): zero when new."""
+
+
+def grow_into(model: torch.nn.Module, old: dict[str, torch.Tensor]) -> list[str]:
+    """Copy a smaller model's weights into ``model`` (more blocks, same widths); return the new names.
+
+    The new residual branches start with a zero output layer, so the grown model computes exactly what the old
+    one did and training adds capacity without first undoing what was learnt.
+    """
+    new = model.state_dict()
+    lost = sorted(set(old) - set(new))
+    if lost:
+        raise ValueError(f"cannot grow: the checkpoint has weights the new config lacks ({', '.join(lost[:3])})")
+    for k, v in old.items():
+        if v.shape != new[k].shape:
+            raise ValueError(f"cannot grow: {k} is {tuple(v.shape)} in the checkpoint but {tuple(new[k].shape)} "
+                             "in the new config (growing adds blocks; widths must stay)")
+    added = sorted(set(new) - set(old))
+    with torch.no_grad():
+        for k in added:
+            if k.endswith(GROWN_BRANCH_OUTPUTS):
+                new[k].zero_()
+        new.update(old)
+    model.load_state_dict(new)
+    return added
+
+
+def grow_models(ckpt: Path, models: dict[str, torch.nn.Module]) -> tuple[int, int]:
+    """``resume_models`` for a checkpoint of a smaller config: weights grown, a fresh optimiser from its step."""
+    for name, model in models.items():
+        grow_into(model, type(model).from_pretrained(Path(ckpt) / name).state_dict())
+    step = json.loads((Path(ckpt) / "state.json").read_text())["step"]
+    return step, step
+
+
+def same_config(ckpt: Path, name: str, model) -> bool:
+    """Whether the checkpoint's ``name`` was saved with the config ``model`` was built with."""
+    def plain(config) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dict(config).items() if not k.startswith("_")}
+
+    return plain(type(model).load_config(Path(ckpt) / name)) == plain(model.config)
+
+
 def resume_point(state: dict) -> tuple[int, int | None]:
     """(start step, step the optimiser restarted at: None unless the checkpoint carried no optimiser state)."""
     return state["step"], state["step"] if state.get("optimizer_reset") else None

@@ -29,8 +29,10 @@ from .common import (
     carried_note,
     config_from_args,
     cosine_lr,
+    grow_models,
     resume_checkpoint,
     resume_models,
+    same_config,
     save_checkpoint,
 )
 
@@ -69,6 +71,9 @@ class T2ITrainConfig:
     phase_start: int = 0
     """Step where this phase of a longer run (e.g. a fine-tune on another data mix, resumed from the run's
     checkpoint) starts its own warm-up and cosine; 0: one schedule from the first step."""
+    grow: bool = False
+    """With ``--resume-from`` a checkpoint of a smaller denoiser of the family: copy it into ``--model-config`` (more
+    blocks, same widths), the new blocks starting as identity, and go on from its step with a fresh optimiser."""
     weight_decay: float = 0.01
     ema_decay: float = 0.999
     cfg_dropout: float = 0.1
@@ -232,7 +237,13 @@ def train(cfg: T2ITrainConfig) -> Path:
     model = build_denoiser(cfg.family, model_cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    start, restart = resume_models(ckpt, {"denoiser": model, "ema": ema}, opt)
+    models = {"denoiser": model, "ema": ema}
+    if cfg.grow and ckpt is not None and not same_config(ckpt, "denoiser", model):
+        start, restart = grow_models(ckpt, models)
+        if acc.is_main_process:
+            print(f"t2i: grew {ckpt} into the config of --model-config (new blocks start as identity)")
+    else:
+        start, restart = resume_models(ckpt, models, opt)
     model, opt = acc.prepare(model, opt)
     log = LossLog(out, enabled=acc.is_main_process)
     if acc.is_main_process:
