@@ -59,6 +59,8 @@ def test_make_an_image_then_export_this_sessions_model_in_the_browser(export_ser
         try:
             page = _open(browser, export_server.url)
             page.get_by_role("tab", name="Image").click()
+            page.click("#t2i-model input")  # the operator's tiny model, not the shipped default (slow to convert)
+            page.get_by_role("option", name="tiny-t2i").click()
             box = "#t2i-steps input[type=number]"
             page.fill(box, "2")
             page.press(box, "Enter")
