@@ -286,6 +286,23 @@ def test_a_carried_distillation_goes_on_in_a_fresh_run_folder(teacher_dir, tmp_p
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the critic trained on from its carried weights
 
 
+def test_a_student_starts_from_a_carried_pipeline_folder(teacher_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(_args("adv", teacher_dir, first, 2)) == 0
+    assert main(_args("kdmd", teacher_dir, second, 1, "--critic-updates", "1", "--lr", "0",
+                      "--student-init", str(first / "pipeline"))) == 0
+    carried = SnapGenUNet.from_pretrained(first / "pipeline" / "denoiser").state_dict()
+    started = SnapGenUNet.from_pretrained(second / "checkpoint-1" / "student").state_dict()
+    teacher = SnapGenUNet.from_pretrained(teacher_dir / "denoiser").state_dict()
+    assert all(torch.equal(carried[k], started[k]) for k in carried)  # lr 0: still the carried weights
+    assert any(not torch.equal(carried[k], teacher[k]) for k in carried)
+    capsys.readouterr()
+    assert main(_args("kdmd", teacher_dir, tmp_path / "both", 1, "--student-init", str(first / "pipeline"),
+                      "--student-config", "{}")) == 2
+    assert "give one" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("method", ["adv", "kdmd"])
 def test_distill_under_accelerate_on_two_cpu_processes(method, teacher_dir, tmp_path):
     out = tmp_path / "run"

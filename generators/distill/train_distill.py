@@ -58,6 +58,9 @@ class DistillConfig:
     student_config: str = ""
     """JSON (inline or file) of a smaller student of ``student_family``; empty: a copy of the teacher."""
     student_family: str = "unet"
+    student_init: str = ""
+    """A pipeline folder whose denoiser the student starts from (e.g. a carried student, to train it on with
+    fresh optimisers and critic); empty: the teacher or ``student_config``."""
     student_steps: int = 4
     """adv / kdmd: the few-step schedule the student learns (1, 2, 4...)."""
     teacher_steps: int = 28
@@ -135,6 +138,17 @@ def _json_config(text: str) -> dict:
 def build_student(cfg: DistillConfig, teacher_model, context_dim: int, latent_channels: int, latent_size: int):
     from ..models import FAMILIES
 
+    if cfg.student_init:
+        from ..pipelines.loading import load_t2i
+
+        if cfg.student_config:
+            raise ValueError("--student-init and --student-config both name the student: give one")
+        model = denoiser_of(load_t2i(cfg.student_init))
+        if (model.config.in_channels, model.config.cross_attention_dim) != (latent_channels, context_dim):
+            raise ValueError(f"--student-init {cfg.student_init}: its denoiser reads {model.config.in_channels} "
+                             f"latent channels and {model.config.cross_attention_dim}-wide text, the teacher's data "
+                             f"has {latent_channels} and {context_dim}")
+        return model.float().requires_grad_(True).train()
     if not cfg.student_config:
         if type(teacher_model) not in FAMILIES.values():
             raise ValueError(f"a {type(teacher_model).__name__} teacher cannot be copied: give --student-config")
