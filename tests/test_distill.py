@@ -303,6 +303,36 @@ def test_a_student_starts_from_a_carried_pipeline_folder(teacher_dir, tmp_path, 
     assert "give one" in capsys.readouterr().err
 
 
+def test_ship_a_student_judged_against_its_teachers_card(teacher_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from generators.pipelines.loading import load_pipeline
+    from generators.training import ship
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    teacher, run, asset = tmp_path / "teacher", tmp_path / "kdmd", tmp_path / "assets" / "fast"
+    shutil.copytree(teacher_dir, teacher)
+    assert main(_args("kdmd", teacher, run, 2, "--critic-updates", "1")) == 0
+    flags = ["--run", str(run), "--out", str(asset), "--per-task", "1", "--grid", str(tmp_path / "grid.png"),
+             "--command", "pocket-studio distill kdmd ..."]
+    with pytest.raises(SystemExit, match="model_card.json"):  # nothing to judge the student against
+        ship.main(flags)
+    tasks = {"single_object": 1.0, "two_object": 0.9, "counting": 0.9, "colors": 0.9, "position": 0.8,
+             "color_attr": 0.9}
+    (teacher / "model_card.json").write_text(json.dumps({"shapes_eval": {"overall": 0.9, "tasks": tasks, "steps": 8,
+                                                                         "images": 24}}))
+    ship.main(flags)
+    card = json.loads((asset / "model_card.json").read_text())
+    assert (card["default_steps"], card["guidance"], card["shapes_eval"]["steps"]) == (4, 1.0, 4)
+    assert card["target_overall"] == 0.85 and card["teacher"]["overall"] == 0.9
+    assert {"out", "feat", "dmd", "critic"} <= set(card["training"]["final_terms_mean_last_20_logs"])
+    readme = (asset / "README.md").read_text()
+    assert f"{card['shapes_eval']['overall']:.3f}" in readme and "pocket-studio distill kdmd ..." in readme
+    assert (card["shapes_eval"]["overall"] >= 0.85) == ("Below the target of 0.850" not in readme)
+    assert load_pipeline(asset).sampling_defaults == {"num_inference_steps": 4, "guidance_scale": 1.0}
+    assert (tmp_path / "grid.png").is_file()
+
+
 @pytest.mark.parametrize("method", ["adv", "kdmd"])
 def test_distill_under_accelerate_on_two_cpu_processes(method, teacher_dir, tmp_path):
     out = tmp_path / "run"
