@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +44,21 @@ def _latency(rows: list[dict], repeats: int) -> None:
                 times[r["name"]].append(time.perf_counter() - t0)
     for r in rows:
         r["s_per_image"] = round(statistics.median(times[r["name"]]), 4)
+
+
+def _document(table: list[str], facts: dict, args) -> str:
+    """The table with what it was measured on and the command that measures it again."""
+    grid = f"\n![the same prompts and seeds per row]({args.grid.name})\n" if args.grid else ""
+    return f"""# Few-step students vs their teacher
+
+Measured side by side in one run of `python {shlex.join(['bench/bench_distill.py', *sys.argv[1:]])}` on
+{facts['machine']}: ShapesEval on the same {facts['images']} images per row (the same prompts and seeds:
+{facts['per_task']} prompts per task, {facts['images_per_prompt']} images each), then seconds per image (median of {args.repeats} rounds, one image at
+a time, the rows taking turns so that the machine's noise hits them alike). How each student was trained:
+`docs/distillation_log.md`.
+
+{chr(10).join(table)}
+{grid}"""
 
 
 def main() -> None:
@@ -96,7 +113,7 @@ def main() -> None:
                                                           for r in rows]}, indent=1))
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text("\n".join(table) + "\n")
+        args.markdown.write_text(_document(table, facts, args))
     if args.grid:
         images, captions = [], []
         for r in rows:
