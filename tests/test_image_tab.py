@@ -11,7 +11,14 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from generators.pipelines.loading import DEFAULT_T2I, generate, load_t2i, shipped
+from generators.pipelines.loading import (
+    DEFAULT_T2I,
+    generate,
+    load_t2i,
+    read_sampling,
+    resolve_model,
+    shipped,
+)
 
 from .studio_server import start_server, studio_server  # noqa: F401 - fixture
 from .test_studio_browser import CHROMIUM, _browser, _click_object, _engine_view, _open, _settle, _wait_text
@@ -30,6 +37,15 @@ def expected():
     """What the shipped model makes for PROMPT, seed 5, 6 steps, guidance 4: computed here, not by the server."""
     images, _ = generate(load_t2i(), PROMPT, steps=6, guidance=4.0, seed=5, n=2)
     return [np.asarray(im) for im in images]
+
+
+@pytest.fixture(scope="module")
+def expected_default():
+    """What the default model makes for PROMPT, seed 5, at its own steps and guidance (a visitor's first image)."""
+    own = read_sampling(resolve_model(None))
+    steps, guidance = own.get("num_inference_steps", 20), own.get("guidance_scale", 4.0)
+    images, _ = generate(load_t2i(), PROMPT, steps=steps, guidance=guidance, seed=5, n=2)
+    return steps, [np.asarray(im) for im in images]
 
 
 @needs_model
@@ -56,7 +72,7 @@ def test_generate_api_returns_the_models_images_and_refuses_bad_requests(studio_
 @needs_model
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs Chromium at {CHROMIUM}")
-def test_generate_in_the_browser_and_use_it_as_a_style(studio_server, expected):  # noqa: F811
+def test_generate_in_the_browser_and_use_it_as_a_style(studio_server, expected_default):  # noqa: F811
     from playwright import sync_api
 
     scene, view, _ = _engine_view(192)
@@ -66,10 +82,10 @@ def test_generate_in_the_browser_and_use_it_as_a_style(studio_server, expected):
             page = _open(browser, studio_server.url)
             page.get_by_role("tab", name="Image").click()
             page.fill("#t2i-prompt textarea", PROMPT)
-            for elem, value in (("t2i-steps", 6), ("t2i-seed", 5)):
-                box = f"#{elem} input[type=number]"
-                page.fill(box, str(value))
-                page.press(box, "Enter")
+            steps, expected = expected_default
+            assert page.input_value("#t2i-steps input[type=number]") == str(steps)  # the model's own
+            page.fill("#t2i-seed input[type=number]", "5")
+            page.press("#t2i-seed input[type=number]", "Enter")
             page.click("#t2i-generate")
             _wait_text(page, "#t2i-status", "Made 2 images", 120)
             _settle(page)
