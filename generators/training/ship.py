@@ -192,13 +192,13 @@ Reproduce: `pocket-studio eval shapes --model assets/models/{card['folder_name']
 def _teacher_card(cfg: dict) -> dict:
     from ..pipelines.loading import DEFAULT_T2I, ROOT
 
-    folder = Path(cfg.get("teacher") or DEFAULT_T2I)
-    folder = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder  # the card reads the same anywhere
+    folder = Path(cfg.get("teacher") or DEFAULT_T2I).resolve()
     path = folder / "model_card.json"
     if not path.is_file():
         raise SystemExit(f"ship: the teacher {folder} has no model_card.json to judge its student against")
     se = json.loads(path.read_text())["shapes_eval"]
-    return {"folder": str(folder), "overall": se["overall"], "tasks": se["tasks"], "steps": se["steps"],
+    shown = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder  # the card reads the same anywhere
+    return {"folder": str(shown), "overall": se["overall"], "tasks": se["tasks"], "steps": se["steps"],
             "images": se["images"]}
 
 
