@@ -202,6 +202,19 @@ def test_the_critic_learns_the_students_samples():
     assert sum(losses[-4:]) < 0.75 * sum(losses[:4]), losses
 
 
+def test_dmd_guidance_moves_only_the_real_score():
+    def parts(**kw):
+        nets, b, _ = _nets("kdmd")
+        return td.few_step_losses(nets, td.DistillConfig(method="kdmd", **kw), b)[1]
+
+    same, own, raised = parts(), parts(dmd_guidance=4.0), parts(dmd_guidance=8.0)
+    assert torch.equal(same["dmd"], own["dmd"])  # 0 means "the teacher's guidance"
+    assert torch.equal(same["out"], raised["out"]) and not torch.allclose(same["dmd"], raised["dmd"])
+    for bad in (0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="dmd_guidance"):
+            td.DistillConfig(method="kdmd", dmd_guidance=bad)
+
+
 # -- the script ----------------------------------------------------------------------------------------------------
 def _log(out):
     return [json.loads(line) for line in (out / "loss.jsonl").read_text().splitlines()]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -68,6 +69,9 @@ class DistillConfig:
     same interval with teacher_steps / student_steps sub-steps."""
     guidance: float = 4.0
     """The teacher's classifier-free guidance in every target (the student learns it; sample it with 1)."""
+    dmd_guidance: float = 0.0
+    """kdmd: the guidance of DMD's real score alone (DMD2 raises it above the teacher's: 8 for SDXL, to push
+    prompt adherence harder than the output KD can); 0: ``guidance``."""
     kd_teacher: str = ""
     """kdmd: a few-step teacher (e.g. an adv student) for the output and feature KD; empty: the teacher's ODE."""
     samples: int = 4096
@@ -102,6 +106,10 @@ class DistillConfig:
             raise ValueError(f"teacher_steps ({self.teacher_steps}) must be >= student_steps ({self.student_steps})")
         if self.lora_rank < 0:
             raise ValueError("lora_rank must be >= 0")
+        if not (math.isfinite(self.guidance) and self.guidance >= 1):
+            raise ValueError(f"guidance must be a finite number >= 1, not {self.guidance}")
+        if not (math.isfinite(self.dmd_guidance) and (self.dmd_guidance == 0 or self.dmd_guidance >= 1)):
+            raise ValueError(f"dmd_guidance must be 0 (= guidance) or a finite number >= 1, not {self.dmd_guidance}")
 
 
 class Optimizers:
@@ -262,7 +270,7 @@ def few_step_losses(n: Nets, cfg: DistillConfig, b: Batch, gen_update: bool = Tr
         t4 = t.view(-1, 1, 1, 1)
         xt = t4 * torch.randn(b.x0.shape, generator=b.gen).to(dev) + (1 - t4) * x0_s.detach()
         with torch.no_grad():
-            x0_real = xt - t4 * guided_velocity(n.teacher, xt, t, b.ctx_t, b.unc_t, cfg.guidance)
+            x0_real = xt - t4 * guided_velocity(n.teacher, xt, t, b.ctx_t, b.unc_t, cfg.dmd_guidance or cfg.guidance)
             x0_fake = xt - t4 * n.critic(xt, t * 1000, b.ctx_s).sample.float()
         parts["dmd"] = dmd_loss(x0_s, x0_real, x0_fake)
         loss = loss + cfg.w_dmd * parts["dmd"]
