@@ -48,6 +48,28 @@ def test_round_trip_gives_the_same_frames(text_encoder, tmp_path):  # noqa: F811
     np.testing.assert_array_equal(a, b)
 
 
+def test_a_tiny_decoder_stands_in_for_the_vae_and_round_trips(text_encoder, tmp_path):  # noqa: F811
+    """The shipped video model decodes with a ``TinyVAEDecoder``: same frame size, and it saves and loads
+    through the pipeline folder like any component."""
+    from generators.models.tiny_decoder import TinyVAEDecoder
+    from generators.pipelines.loading import load_t2v
+
+    pipe = tiny_video_pipeline(text_encoder)
+    vae = pipe.vae
+    torch.manual_seed(1)
+    pipe.register_modules(vae=TinyVAEDecoder(latent_channels=4, block_out_channels=(8, 8), num_blocks=(1, 1),
+                                             scaling_factor=vae.config.scaling_factor).eval())
+    a = pipe("a red circle moving left", num_frames=4, generator=torch.Generator().manual_seed(0)).frames
+    assert a.shape == (4, 16, 16, 3) and pipe.vae_scale_factor == 2
+    pipe.save_pretrained(tmp_path / "v", include_text_encoder=False)
+    again = load_t2v(tmp_path / "v")
+    assert isinstance(again.vae, TinyVAEDecoder)
+    b = again("a red circle moving left", num_frames=4, generator=torch.Generator().manual_seed(0)).frames
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="block_out_channels"):
+        TinyVAEDecoder(block_out_channels=(16, 8), num_blocks=(1, 1))
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(prompt=""), "empty"), (dict(prompt=["a", "b"]), "one prompt"),
     (dict(num_inference_steps=0), "num_inference_steps"), (dict(guidance_scale=float("nan")), "guidance"),

@@ -181,6 +181,39 @@ def test_vae_decoder_fine_tune_keeps_the_latent_space(tmp_path, monkeypatch):
         assert main(["train", "vae", "--out", str(tmp_path / "c"), "--init", str(folder), "--decoder-only"]) == 2
 
 
+def test_tiny_decoder_learns_the_frozen_vaes_latents(tmp_path, monkeypatch):
+    """--tiny-decoder: the init VAE stays bit for bit, the new decoder keeps its latent scaling, its loss falls,
+    it resumes, and its report holds both decoders' figures side by side."""
+    from safetensors.torch import load_file
+
+    from generators.models.tiny_decoder import TinyVAEDecoder
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    base = ["--bank", "8", "--batch-size", "4", "--crop", "32", "--image-size", "32", "--block-out-channels", "8,8",
+            "--norm-num-groups", "4"]
+    assert main(["train", "vae", "--out", str(tmp_path / "a"), "--steps", "2", *base]) == 0
+    init = tmp_path / "a" / "vae"
+    before = load_file(init / "diffusion_pytorch_model.safetensors")
+    tiny = ["train", "vae", "--out", str(tmp_path / "t"), *base, "--init", str(init), "--tiny-decoder",
+            "--tiny-width", "8", "--tiny-blocks", "1,1", "--lr", "3e-3", "--log-every", "1", "--checkpoint-every", "20"]
+    assert main([*tiny, "--steps", "20"]) == 0
+    assert main([*tiny, "--steps", "40", "--resume"]) == 0
+    after = load_file(init / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "t" / "loss.jsonl").read_text().splitlines()]
+    assert len(losses) == 40 and np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    dec = TinyVAEDecoder.from_pretrained(tmp_path / "t" / "decoder")
+    vae_cfg = json.loads((init / "config.json").read_text())
+    assert (dec.config.scaling_factor, dec.config.shift_factor) == (vae_cfg["scaling_factor"], vae_cfg["shift_factor"])
+    assert dec.decode(torch.zeros(1, vae_cfg["latent_channels"], 16, 16)).sample.shape == (1, 3, 32, 32)
+    with pytest.raises(NotImplementedError, match="only decodes"):
+        dec.encode(torch.zeros(1, 3, 32, 32))
+    report = json.loads((tmp_path / "t" / "decoder" / "train_report.json").read_text())
+    assert set(report["reconstruction_psnr_db"]) == {"tiny", "full"} and report["decode_ms_2_frames"]["tiny"] > 0
+    assert report["params"]["tiny"] == sum(p.numel() for p in dec.parameters())
+    assert main(["train", "vae", "--out", str(tmp_path / "c"), "--tiny-decoder"]) == 2  # needs --init
+
+
 def test_training_flags_are_checked(tmp_path, capsys):
     assert main(["train", "t2i", "--out", str(tmp_path), "--family", "gan"]) == 2
     assert "family" in capsys.readouterr().err

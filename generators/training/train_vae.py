@@ -8,8 +8,12 @@ diffusers pipelines expect.
 ``--init VAE_DIR --decoder-only`` fine-tunes the decoder of a trained VAE with its encoder frozen: the latent
 space (and its scaling) does not move, so a denoiser trained on it stays valid while its images sharpen.
 
+``--init VAE_DIR --tiny-decoder`` trains a ``TinyVAEDecoder`` (diffusers' ``DecoderTiny``, TAESD's decoder) on the
+frozen encoder's latents: a several times cheaper decoder for the same latent space, for the streaming video model.
+
     python -m generators.training.train_vae --out runs/vae [--resume]
     python -m generators.training.train_vae --out runs/vae-dec --init runs/vae/vae --decoder-only --edge-weight 1
+    python -m generators.training.train_vae --out runs/tiny-dec --init assets/models/pocket-vae --tiny-decoder
     accelerate launch --multi_gpu --num_processes 2 -m app.cli train vae --out runs/vae
 """
 
@@ -56,6 +60,12 @@ class VAETrainConfig:
     """A trained VAE folder to start from (its architecture replaces the fields above)."""
     decoder_only: bool = False
     """With ``init``: train the decoder only; encoder, latent space and scaling stay as they are."""
+    tiny_decoder: bool = False
+    """With ``init``: train a new ``TinyVAEDecoder`` for the init VAE's latents (the whole VAE frozen); the result
+    is ``OUT/decoder``."""
+    tiny_width: int = 32
+    tiny_blocks: tuple = (3, 2, 1, 0)
+    """``DecoderTiny`` blocks per stage, lowest resolution first."""
     checkpoint_every: int = 250
     log_every: int = 25
     seed: int = 0
@@ -64,6 +74,10 @@ class VAETrainConfig:
     def __post_init__(self):
         if self.decoder_only and not self.init:
             raise ValueError("--decoder-only needs --init: the trained VAE whose decoder is fine-tuned")
+        if self.tiny_decoder and (not self.init or self.decoder_only):
+            raise ValueError("--tiny-decoder needs --init (the VAE whose latents it decodes) and no --decoder-only")
+        if self.tiny_width < 1 or min(self.tiny_blocks, default=-1) < 0:
+            raise ValueError("tiny_width must be positive and tiny_blocks non-negative")
         if self.crop > self.image_size or self.image_size % 2 ** (len(self.block_out_channels) - 1):
             raise ValueError("crop must fit the image, and the image must divide by the VAE's downsampling")
         if self.steps < 1 or self.batch_size < 1 or not math.isfinite(self.lr) or self.lr <= 0:
@@ -106,6 +120,22 @@ def latent_stats(vae, bank: torch.Tensor, n: int = 256) -> tuple[float, float]:
     return float(z.mean()), float(z.std())
 
 
+def build_tiny(cfg: VAETrainConfig, vae):
+    from ..models.tiny_decoder import TinyVAEDecoder
+
+    return TinyVAEDecoder(latent_channels=vae.config.latent_channels, out_channels=vae.config.out_channels,
+                          block_out_channels=(cfg.tiny_width,) * len(vae.config.block_out_channels),
+                          num_blocks=tuple(cfg.tiny_blocks), scaling_factor=vae.config.scaling_factor,
+                          shift_factor=vae.config.shift_factor or 0.0)
+
+
+class Paired:
+    """One VAE's encoder with another decoder (a ``TinyVAEDecoder``), for the reconstruction scores."""
+
+    def __init__(self, vae, decoder):
+        self.encode, self.decode, self.device, self.dtype = vae.encode, decoder.decode, vae.device, vae.dtype
+
+
 @torch.no_grad()
 def reconstruction_psnr(vae, images: torch.Tensor) -> float:
     """Mean PSNR (dB) of encode->decode on uint8 images, in [0, 255]."""
@@ -119,17 +149,18 @@ def reconstruction_psnr(vae, images: torch.Tensor) -> float:
 
 
 class _EncodeDecode(torch.nn.Module):
-    """One forward through encoder, posterior sample and decoder, so DDP sees (and reduces) every gradient."""
+    """One forward through encoder, posterior sample and decoder (the VAE's, or a separate one), so DDP sees
+    (and reduces) every gradient."""
 
-    def __init__(self, vae, frozen_encoder: bool = False):
+    def __init__(self, vae, frozen_encoder: bool = False, decoder=None):
         super().__init__()
-        self.vae = vae
+        self.vae, self.decoder = vae, decoder
         self.frozen_encoder = frozen_encoder
 
     def forward(self, x):
         with torch.set_grad_enabled(not self.frozen_encoder):
             dist = self.vae.encode(x).latent_dist
-        return self.vae.decode(dist.sample()).sample, dist.kl().mean()
+        return (self.decoder or self.vae).decode(dist.sample()).sample, dist.kl().mean()
 
 
 def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,24 +170,28 @@ def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def train(cfg: VAETrainConfig) -> Path:
     from accelerate import Accelerator
-    from diffusers import AutoencoderKL
 
     from .train_t2i import open_vae
 
     acc = Accelerator(cpu=cfg.cpu)
     out = Path(cfg.out)
     vae = open_vae(cfg.init) if cfg.init else build_vae(cfg)
+    tiny = build_tiny(cfg, vae) if cfg.tiny_decoder else None
+    if tiny is not None:
+        vae.requires_grad_(False)
     if cfg.decoder_only:
         vae.encoder.requires_grad_(False)
         if vae.quant_conv is not None:
             vae.quant_conv.requires_grad_(False)
-    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    trained = tiny if tiny is not None else vae
+    opt = torch.optim.AdamW([p for p in trained.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     start = 0
     ckpt = latest_checkpoint(out) if cfg.resume else None
     if ckpt is not None:
-        vae.load_state_dict(AutoencoderKL.from_pretrained(ckpt / "vae").state_dict())
+        name = "decoder" if tiny is not None else "vae"
+        trained.load_state_dict(type(trained).from_pretrained(ckpt / name).state_dict())
         start = load_optimizer(ckpt, opt)["step"]
-    wrapped, opt = acc.prepare(_EncodeDecode(vae, cfg.decoder_only), opt)
+    wrapped, opt = acc.prepare(_EncodeDecode(vae, cfg.decoder_only or tiny is not None, tiny), opt)
     bank = render_bank(cfg.bank, cfg.image_size, seed=cfg.seed * 100 + acc.process_index)
     rng = random.Random(cfg.seed * 7919 + acc.process_index * 104729 + start)
     log = LossLog(out, enabled=acc.is_main_process)
@@ -184,8 +219,15 @@ def train(cfg: VAETrainConfig) -> Path:
             bar.set_postfix(l1=f"{l1.item():.4f}")
             log.write(step, loss=loss.item(), l1=l1.item(), kl=kl.item())
         if acc.is_main_process and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-            save_checkpoint(out, step + 1, {"vae": vae}, opt, {"config": asdict(cfg)})
+            save_checkpoint(out, step + 1, {"decoder": tiny} if tiny is not None else {"vae": vae}, opt,
+                            {"config": asdict(cfg)})
         acc.wait_for_everyone()
+    if tiny is not None:
+        final = out / "decoder"
+        if acc.is_main_process:
+            save_tiny_report(cfg, vae, tiny.eval(), final)
+        acc.wait_for_everyone()
+        return final
     final = out / "vae"
     if acc.is_main_process:
         from ..evaluation.run_shapes_eval import evaluate_autoencoder
@@ -207,6 +249,48 @@ def train(cfg: VAETrainConfig) -> Path:
               f"ground truth {ceiling['overall']:.3f} on {ceiling['images']} images (a ceiling for any denoiser on this latent space)")
     acc.wait_for_everyone()
     return final
+
+
+def decode_ms(decoder, z: torch.Tensor, repeats: int = 5) -> float:
+    """Median wall time of one decode (after a warm-up)."""
+    import time
+
+    with torch.no_grad():
+        decoder.decode(z)
+        runs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            decoder.decode(z)
+            runs.append(time.perf_counter() - t0)
+    return sorted(runs)[len(runs) // 2] * 1e3
+
+
+def save_tiny_report(cfg: VAETrainConfig, vae, tiny, final: Path) -> None:
+    """Save the tiny decoder with its figures beside the full decoder's: PSNR, ShapesEval of reconstructions,
+    and decode time per 2-frame chunk measured side by side."""
+    from ..evaluation.run_shapes_eval import evaluate_autoencoder
+
+    held = render_bank(64, cfg.image_size, seed=10_000 + cfg.seed)
+    paired = Paired(vae, tiny)
+    z = torch.randn(2, vae.config.latent_channels, *(s // 2 ** (len(vae.config.block_out_channels) - 1)
+                                                    for s in (cfg.image_size, cfg.image_size)))
+    full_ms, tiny_ms = decode_ms(vae, z), decode_ms(tiny, z)
+    report = {"steps": cfg.steps, "held_out_images": 64,
+              "reconstruction_psnr_db": {"tiny": round(reconstruction_psnr(paired, held), 2),
+                                         "full": round(reconstruction_psnr(vae, held), 2)},
+              "shapes_eval_of_reconstructions": {"tiny": evaluate_autoencoder(paired, cfg.image_size)["overall"],
+                                                 "full": evaluate_autoencoder(vae, cfg.image_size)["overall"]},
+              "decode_ms_2_frames": {"tiny": round(tiny_ms, 1), "full": round(full_ms, 1),
+                                     "threads": torch.get_num_threads()},
+              "params": {"tiny": sum(p.numel() for p in tiny.parameters()),
+                         "full_decoder": sum(p.numel() for n, p in vae.named_parameters()
+                                             if n.startswith(("decoder.", "post_quant_conv.")))},
+              "config": asdict(cfg)}
+    tiny.save_pretrained(final)
+    (final / "train_report.json").write_text(json.dumps(report, indent=1))
+    print(f"tiny decoder: {final}: PSNR {report['reconstruction_psnr_db']} dB, ShapesEval of reconstructions "
+          f"{report['shapes_eval_of_reconstructions']}, decode {tiny_ms:.1f} vs {full_ms:.1f} ms per 2 frames "
+          f"({full_ms / tiny_ms:.1f}x faster)")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
