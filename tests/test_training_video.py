@@ -92,6 +92,31 @@ def test_two_in_one_distillation_ode_then_self_forcing(tiny_vae, tmp_path, monke
         assert all(p.grad is None for p in model.parameters())
     assert main(["distill", "t2v-ode", *common, "--teacher", str(ode / "pipeline"), "--out", str(tmp_path / "x"),
                  "--steps", "1"]) == 2  # a causal model is no teacher
+    _ship_with_a_tiny_decoder(dmd, teacher / "pipeline", tmp_path)
+
+
+def _ship_with_a_tiny_decoder(run, teacher, tmp_path):
+    """The student ships in fp16 with a TinyVAEDecoder, scored beside its teacher on the same prompts."""
+    from generators.models import TinyVAEDecoder
+    from generators.pipelines.loading import load_t2v
+    from generators.training import ship_video
+
+    vae = json.loads((teacher / "vae" / "config.json").read_text())
+    TinyVAEDecoder(latent_channels=4, block_out_channels=(8, 8, 8), num_blocks=(1, 1, 0),
+                   scaling_factor=vae["scaling_factor"]).save_pretrained(tmp_path / "dec")
+    out = tmp_path / "assets" / "pocket-t2v"
+    ship_video.main(["--run", str(run), "--teacher", str(teacher), "--decoder", str(tmp_path / "dec"), "--out",
+                     str(out), "--frames", "4", "--per-direction", "1", "--strip", str(tmp_path / "strip.png"),
+                     "--command", "pocket-studio distill t2v-dmd ..."])
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["decoder"] == "TinyVAEDecoder" and card["default_steps"] == 4 and card["frame_px"] == [32, 32]
+    assert card["motion_eval"]["clips"] == card["teacher"]["summary"]["clips"] == 16
+    assert card["teacher"]["summary"]["steps"] == 28 and card["motion_eval"]["guidance"] == 1.0
+    assert "| motion_accuracy |" in (out / "README.md").read_text()
+    pipe = load_t2v(out)
+    assert isinstance(pipe.vae, TinyVAEDecoder) and pipe.sampling_defaults["num_inference_steps"] == 4
+    assert pipe("a red circle moving left", num_frames=2).frames.shape == (2, 32, 32, 3)
+    assert (tmp_path / "strip.png").is_file() and not list(out.parent.glob(".pocket-t2v-*"))
 
 
 def test_self_forcing_under_accelerate_on_two_cpu_processes(tiny_vae, tmp_path):  # noqa: F811
