@@ -1,8 +1,9 @@
 """Streaming video speed, measured side by side in one run (ratios; absolute times on a noisy machine are context).
 
-1. ``fps``: frames per second of the default streaming pipeline at its native size (4 steps, guidance 1, VAE
-   decode included): the shipped model when this checkout has it, else the default config with random weights
-   (speed does not depend on the weights; the JSON says which).
+1. ``fps``: frames per second of the default streaming pipeline at its native size (4 steps, guidance 1, decode
+   included), with the tiny decoder it ships with and with the full VAE, side by side: the shipped model when this
+   checkout has it, else the default config with random weights (speed does not depend on the weights; the JSON
+   says which).
 2. ``chunks``: time per chunk at chunk 2 and chunk 100 of one stream (constant cost: the caches do not grow).
 3. ``lcha``: the whole LCHA block vs softmax attention alone (SDPA: flash attention on a GPU) at 16k and 64k
    tokens, 16 heads x 64.
@@ -63,16 +64,50 @@ def stream_times(pipe, chunks: int, device: str) -> list[float]:
         times.append(time.perf_counter() - t0)
 
 
+def with_decoder(pipe, which: str):
+    """The same pipeline (shared denoiser) decoding with the full ``AutoencoderKL`` or the ``TinyVAEDecoder``
+    (the shipped one when the pipeline has it, else a random one of the default size: speed needs no weights)."""
+    from diffusers import AutoencoderKL
+
+    from generators.models import TinyVAEDecoder
+    from generators.pipelines import PocketTextToVideoPipeline
+
+    full = AutoencoderKL.from_pretrained(ROOT / "assets" / "models" / "pocket-vae").eval()
+    if which == "full":
+        vae = pipe.vae if isinstance(pipe.vae, AutoencoderKL) else full
+    elif isinstance(pipe.vae, TinyVAEDecoder):
+        vae = pipe.vae
+    else:
+        torch.manual_seed(0)
+        vae = TinyVAEDecoder(scaling_factor=full.config.scaling_factor, shift_factor=full.config.shift_factor).eval()
+    return PocketTextToVideoPipeline(pipe.denoiser, vae.to(pipe.device), pipe.scheduler.__class__.from_config(
+        pipe.scheduler.config), pipe.tokenizer, pipe.text_encoder)
+
+
 def bench_fps(device: str, chunks: int = 12, chunk_frames: int | None = None) -> dict:
+    """Streaming frames per second with either decoder, the two streams' chunks interleaved (side by side)."""
     pipe, what = default_pipeline(device, chunk_frames=chunk_frames)
-    pipe.set_progress_bar_config(disable=True)
-    times = stream_times(pipe, chunks, device)[2:]  # the first chunks warm up
+    pipes = {k: with_decoder(pipe, k) for k in ("tiny", "full")}
+    streams = {k: p.stream("a red circle moving left", num_chunks=chunks, generator=torch.Generator().manual_seed(0))
+               for k, p in pipes.items()}
+    times = {k: [] for k in pipes}
+    for _ in range(chunks):
+        for k, stream in streams.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            next(stream)
+            _sync(device)
+            times[k].append(time.perf_counter() - t0)
     f = pipe.chunk_frames
     h, w = pipe.frame_size()
-    fps = f * len(times) / sum(times)
-    print(f"default ({what}): {h}x{w}, {f} frames per chunk, {fps:.1f} frames/s", flush=True)
-    return {"model": what, "frame_size": [h, w], "chunk_frames": f, "steps": 4, "fps": round(fps, 2),
-            "s_per_chunk": [round(t, 4) for t in times],
+    fps = {k: f * len(t[2:]) / sum(t[2:]) for k, t in times.items()}  # the first chunks warm up
+    print(f"default ({what}): {h}x{w}, {f} frames per chunk: {fps['tiny']:.1f} frames/s with the tiny decoder, "
+          f"{fps['full']:.1f} with the full VAE ({fps['tiny'] / fps['full']:.2f}x)", flush=True)
+    return {"model": what, "frame_size": [h, w], "chunk_frames": f, "steps": 4, "fps": round(fps["tiny"], 2),
+            "decoder": type(pipes["tiny"].vae).__name__, "fps_full_vae": round(fps["full"], 2),
+            "ratio_tiny_over_full": round(fps["tiny"] / fps["full"], 2),
+            "s_per_chunk": [round(t, 4) for t in times["tiny"][2:]],
+            "s_per_chunk_full_vae": [round(t, 4) for t in times["full"][2:]],
             "params_m": round(sum(p.numel() for p in pipe.denoiser.parameters()) / 1e6, 2)}
 
 
