@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,23 @@ def copy_atomic(src: Path, dst: Path) -> None:
     os.close(fd)
     shutil.copy2(src, tmp)
     os.replace(tmp, dst)
+
+
+@contextmanager
+def atomic_folder(final: Path):
+    """A temp folder beside ``final`` to fill: it replaces ``final`` whole when the block ends, and goes on any error,
+    so a shipped model folder appears complete or not at all."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}-"))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def resume_models(ckpt: Path | None, models: dict[str, torch.nn.Module], optimizer) -> tuple[int, int | None]:

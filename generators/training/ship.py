@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ from ..evaluation.run_shapes_eval import evaluate_pipeline
 from ..evaluation.shapes_eval import prompts
 from ..pipelines import PocketTextToImagePipeline
 from ..pipelines.loading import check_request
-from .common import latest_checkpoint
+from .common import atomic_folder, latest_checkpoint
 from .train_t2i import pipeline_from_checkpoint
 
 GRID_PROMPTS = [
@@ -241,9 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:
         p.error(str(err))
     pipe = pipeline_from_distill_checkpoint(ckpt) if distilled else pipeline_from_checkpoint(ckpt)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=args.out.parent, prefix=f".{args.out.name}-"))
-    try:  # the asset folder appears complete or not at all
+    with atomic_folder(args.out) as tmp:
         if args.dtype == "fp16":  # half the bytes in assets/; loading upcasts to fp32 (diffusers' default dtype)
             pipe.denoiser.half()
             pipe.vae.half()
@@ -277,12 +273,6 @@ def main(argv: list[str] | None = None) -> None:
                                                        "guidance_scale": args.guidance}))
         (tmp / "README.md").write_text(student_card_markdown(card) if distilled else model_card_markdown(card))
         (tmp / "shapes_eval.json").write_text(json.dumps(report["results"], indent=0))
-        if args.out.exists():
-            shutil.rmtree(args.out)
-        tmp.rename(args.out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     again = PocketTextToImagePipeline.from_pretrained(args.out)
     again.set_progress_bar_config(disable=True)
     grid(again, GRID_PROMPTS, args.grid, args.steps, guidance=args.guidance)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from PIL import Image
 from ..data.procedural_video import video_prompts
 from ..evaluation.run_motion_eval import evaluate_video_pipeline
 from ..pipelines.loading import load_t2v, read_sampling
+from .common import atomic_folder
 from .ship import _loss_summary, label_grid
 
 STRIP_PROMPTS = ["a red circle moving right", "two blue squares moving up", "a yellow star moving left",
@@ -91,9 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     t_sampling = read_sampling(args.teacher)
     t_steps, t_guidance = t_sampling.get("num_inference_steps", 28), t_sampling.get("guidance_scale", 4.0)
     metas = video_prompts(args.per_direction)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=args.out.parent, prefix=f".{args.out.name}-"))
-    try:  # the asset folder appears complete or not at all
+    with atomic_folder(args.out) as tmp:
         student.denoiser.half()  # half the bytes in assets/; loading upcasts to fp32
         student.vae.half()
         student.save_pretrained(tmp, include_text_encoder=False)
@@ -113,12 +110,6 @@ def main(argv: list[str] | None = None) -> None:
         (tmp / "model_card.json").write_text(json.dumps(card, indent=1))
         (tmp / "README.md").write_text(card_markdown(card))
         (tmp / "motion_eval.json").write_text(json.dumps(report["results"], indent=0))
-        if args.out.exists():
-            shutil.rmtree(args.out)
-        tmp.rename(args.out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     again = load_t2v(args.out)
     strip({"student": (again, steps, 1.0), "teacher": (teacher, t_steps, t_guidance)}, args.frames, args.strip)
     print(json.dumps({k: card[k] for k in ("model", "motion_eval")} | {"teacher": card["teacher"]["summary"]},
