@@ -4,6 +4,8 @@ and the motion evaluation of what it saves."""
 import json
 from pathlib import Path
 
+import pytest
+
 from app.cli import main
 from generators.training.common import latest_checkpoint
 
@@ -117,6 +119,15 @@ def _ship_with_a_tiny_decoder(run, teacher, tmp_path):
     assert isinstance(pipe.vae, TinyVAEDecoder) and pipe.sampling_defaults["num_inference_steps"] == 4
     assert pipe("a red circle moving left", num_frames=2).frames.shape == (2, 32, 32, 3)
     assert (tmp_path / "strip.png").is_file() and not list(out.parent.glob(".pocket-t2v-*"))
+    again = tmp_path / "assets" / "again"
+    ship_video.main(["--run", str(run), "--teacher", str(teacher), "--out", str(again), "--frames", "4",
+                     "--per-direction", "1", "--strip", str(tmp_path / "strip.png"),
+                     "--teacher-card", str(out / "model_card.json")])  # the teacher's figures reused, the VAE kept
+    card2 = json.loads((again / "model_card.json").read_text())
+    assert card2["teacher"] == card["teacher"] and card2["decoder"] == "AutoencoderKL"
+    with pytest.raises(SystemExit, match="another teacher"):
+        ship_video.main(["--run", str(run), "--teacher", str(run / "pipeline"), "--out", str(again), "--frames", "4",
+                         "--per-direction", "1", "--teacher-card", str(out / "model_card.json")])
 
 
 def test_self_forcing_under_accelerate_on_two_cpu_processes(tiny_vae, tmp_path):  # noqa: F811

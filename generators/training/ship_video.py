@@ -39,6 +39,19 @@ def strip(pipes: dict, frames: int, path: Path, seed: int = 0) -> None:
     label_grid(cells, captions, cols=frames).save(path)
 
 
+def reused_teacher(card_path: Path | None, teacher: Path, student: dict) -> dict | None:
+    """The teacher's figures from an earlier card, when it scored the same teacher on as many clips of as many
+    frames; None (score it again) otherwise."""
+    if card_path is None:
+        return None
+    t = json.loads(Path(card_path).read_text())["teacher"]
+    same = (t["folder"] == str(teacher) and t["summary"]["clips"] == student["clips"]
+            and t["summary"]["frames"] == student["frames"])
+    if not same:
+        raise SystemExit(f"ship: {card_path} scored another teacher or other prompts: drop --teacher-card")
+    return {"summary": t["summary"]}
+
+
 def card_markdown(card: dict) -> str:
     s, t, tr = card["motion_eval"], card["teacher"], card["training"]
     rows = "\n".join(f"| {k} | {s[k]} | {t['summary'][k]} |" for k in ("frame_accuracy", "motion_accuracy", "flicker"))
@@ -79,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-direction", type=int, default=4)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--strip", type=Path, default=Path("docs/t2v_samples.png"))
+    p.add_argument("--teacher-card", type=Path, help="a model_card.json shipped from the same teacher with the same "
+                   "prompts: its teacher figures are reused (they are deterministic) instead of scored again")
     args = p.parse_args(argv)
     student = load_t2v(args.run / "pipeline")
     teacher = load_t2v(args.teacher)
@@ -97,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
         (tmp / "sampling.json").write_text(json.dumps({"num_inference_steps": steps, "guidance_scale": 1.0}))
         shipped = load_t2v(tmp)  # score what ships, as it loads
         report = evaluate_video_pipeline(shipped, metas, args.frames, steps=steps, guidance=1.0)
-        t_report = evaluate_video_pipeline(teacher, metas, args.frames, steps=t_steps, guidance=t_guidance)
+        t_report = reused_teacher(args.teacher_card, args.teacher, report["summary"])
+        if t_report is None:
+            t_report = evaluate_video_pipeline(teacher, metas, args.frames, steps=t_steps, guidance=t_guidance)
         card = {"model": f"{steps}-step streaming S2DiT student (2-in-1 distillation)", "folder_name": args.out.name,
                 "denoiser_params_m": round(sum(q.numel() for q in shipped.denoiser.parameters()) / 1e6, 2),
                 "decoder_params_k": round(sum(q.numel() for q in shipped.vae.parameters()) / 1e3),
