@@ -1,7 +1,7 @@
 """A decoder-only stand-in for the image VAE where decoding is the bottleneck: the streaming video pipeline.
 
 Four of S2DiT's 4-step chunks cost about as much as the ``AutoencoderKL`` decoder spends on their frames on a CPU,
-so the video model ships with diffusers' ``DecoderTiny`` (TAESD's decoder: plain 3x3 convolutions, no norms, no
+so the video model can decode with diffusers' ``DecoderTiny`` (TAESD's decoder: plain 3x3 convolutions, no norms, no
 attention) trained to decode the same latents (``train vae --tiny-decoder``). It reads the latents the KL decoder
 reads (``z / scaling_factor + shift_factor``) and keeps that VAE's scaling in its config, so a pipeline takes either
 one as its ``vae``. It has no encoder: training and image-to-latent work use the full VAE.

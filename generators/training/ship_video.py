@@ -1,5 +1,5 @@
 """Ship a distilled streaming student as the studio's video model: copy its pipeline into ``assets/models/NAME``
-with the tiny decoder in place of the VAE, score it and its teacher on the same prompts and seeds
+(with ``--decoder``, a ``TinyVAEDecoder`` in place of the VAE), score it and its teacher on the same prompts and seeds
 (``eval motion``), and write its model card.
 
     python -m generators.training.ship_video --run runs/t2v-dmd --teacher runs/t2v-teacher/pipeline \\
@@ -19,7 +19,7 @@ from PIL import Image
 from ..data.procedural_video import video_prompts
 from ..evaluation.run_motion_eval import evaluate_video_pipeline
 from ..pipelines.loading import load_t2v, read_sampling
-from .common import atomic_folder
+from .common import atomic_folder, latest_checkpoint
 from .ship import _loss_summary, label_grid
 
 STRIP_PROMPTS = ["a red circle moving right", "two blue squares moving up", "a yellow star moving left",
@@ -60,7 +60,7 @@ def card_markdown(card: dict) -> str:
 S2DiT (`generators/models/s2dit.py`: LinConv hybrid attention and stride self-attention in a sandwich layout),
 {card['denoiser_params_m']}M parameters, chunk-causal with {card['chunk_frames']}-frame chunks and explicit caches,
 {card['default_steps']} steps per chunk at guidance 1, {card['frame_px'][0]}x{card['frame_px'][1]} frames decoded by
-a {card['decoder_params_k']}k-parameter `TinyVAEDecoder` trained for the pocket VAE's latents. The MiniLM text encoder
+a {card['decoder_params_k']}k-parameter `{card['decoder']}` for the pocket VAE's latents. The MiniLM text encoder
 loads from its PyPI package.
 
 **Made by** the 2-in-1 distillation of a bidirectional teacher (`{t['folder']}`, {t['summary']['steps']} steps,
@@ -99,8 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     teacher = load_t2v(args.teacher)
     if args.decoder:
         student.register_modules(vae=TinyVAEDecoder.from_pretrained(args.decoder).eval())
-    state = json.loads(sorted((c for c in args.run.glob("checkpoint-*")), key=lambda c: int(c.name.split("-")[1]))[-1]
-                       .joinpath("state.json").read_text())
+    ckpt = latest_checkpoint(args.run)
+    if ckpt is None:
+        p.error(f"--run {args.run}: no checkpoint-STEP folder")
+    state = json.loads((ckpt / "state.json").read_text())
     steps = read_sampling(args.run / "pipeline").get("num_inference_steps", 4)
     t_sampling = read_sampling(args.teacher)
     t_steps, t_guidance = t_sampling.get("num_inference_steps", 28), t_sampling.get("guidance_scale", 4.0)
