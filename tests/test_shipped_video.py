@@ -1,5 +1,5 @@
 """The shipped streaming video model, as CI meets it (no training here): small, loads offline with no flags, streams
-at its card's settings, and still scores on a motion-eval subset (a floor that guards against regressions)."""
+at its card's settings, and still scores what its card says on the card's own clips (~25 s on 2 cores)."""
 
 import json
 
@@ -12,8 +12,10 @@ from generators.pipelines.loading import SHIPPED_VIDEO, load_t2v, read_sampling
 
 pytestmark = pytest.mark.skipif(not (SHIPPED_VIDEO / "model_index.json").is_file(), reason="no shipped video model")
 
-SUBSET_FLOOR = {"frame_accuracy": 0.5, "motion_accuracy": 0.5}
-"""One seen prompt per direction, two clips each: noisy; the full figures are in the model card."""
+FLOOR = {"frame_accuracy": 0.12, "motion_accuracy": 0.3}
+"""About 70% of the step-8,000 teacher's student (card: 0.175 / 0.425 on 40 clips); random weights score ~0."""
+CARD_TOLERANCE = 0.1
+"""The same seeds as the card: only float differences between machines may flip a few frames' verdicts."""
 
 
 def test_shipped_video_model_is_small_and_documented():
@@ -33,11 +35,15 @@ def test_streams_offline_with_no_flags(tmp_path, monkeypatch):
     assert out.stat().st_size > 0
 
 
-def test_motion_eval_subset_stays_above_its_floor():
+def test_motion_eval_matches_its_card_and_stays_above_its_floor():
     pipe = load_t2v()
     pipe.set_progress_bar_config(disable=True)
-    subset = [m for m in video_prompts(per_direction=1) if not m["held_out"]]
+    card = json.loads((SHIPPED_VIDEO / "model_card.json").read_text())["motion_eval"]
     sampling = read_sampling(SHIPPED_VIDEO)
-    summary = evaluate_video_pipeline(pipe, subset, frames=8, clips_per_prompt=2, show=False,
+    summary = evaluate_video_pipeline(pipe, video_prompts(), frames=card["frames"],
+                                      clips_per_prompt=card["clips_per_prompt"], show=False,
                                       steps=sampling["num_inference_steps"], guidance=sampling["guidance_scale"])["summary"]
-    assert all(summary[k] >= floor for k, floor in SUBSET_FLOOR.items()), summary
+    assert summary["clips"] == card["clips"]
+    for key, floor in FLOOR.items():
+        assert summary[key] >= floor, summary
+        assert abs(summary[key] - card[key]) <= CARD_TOLERANCE, (key, summary[key], card[key])
