@@ -36,7 +36,7 @@ MAX_FRAMES = 240
 """The length slider's end; "keep going" runs until Stop (or the pipeline's own limit)."""
 EXAMPLES = ["a red circle moving left", "two blue squares moving up", "a yellow star moving right",
             "three green triangles moving down"]
-NO_MODEL = ("No streaming video model here: this checkout ships none yet (it is still in training), and the studio "
+NO_MODEL = ("No streaming video model here: assets/models/pocket-t2v is missing from this checkout, and the studio "
             "was started without a video pipeline in --model-dir.")
 
 
