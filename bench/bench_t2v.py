@@ -86,6 +86,8 @@ def with_decoder(pipe, which: str):
 
 def bench_fps(device: str, chunks: int = 12, chunk_frames: int | None = None) -> dict:
     """Streaming frames per second with either decoder, the two streams' chunks interleaved (side by side)."""
+    from generators.models import TinyVAEDecoder
+
     pipe, what = default_pipeline(device, chunk_frames=chunk_frames)
     pipes = {k: with_decoder(pipe, k) for k in ("tiny", "full")}
     streams = {k: p.stream("a red circle moving left", num_chunks=chunks, generator=torch.Generator().manual_seed(0))
@@ -101,14 +103,14 @@ def bench_fps(device: str, chunks: int = 12, chunk_frames: int | None = None) ->
     f = pipe.chunk_frames
     h, w = pipe.frame_size()
     fps = {k: f * len(t[2:]) / sum(t[2:]) for k, t in times.items()}  # the first chunks warm up
-    own = "tiny" if type(pipe.vae).__name__ == "TinyVAEDecoder" else "full"  # the decoder the default has
+    own = "tiny" if isinstance(pipe.vae, TinyVAEDecoder) else "full"  # the decoder the default has
     print(f"default ({what}): {h}x{w}, {f} frames per chunk: {fps['tiny']:.1f} frames/s with the tiny decoder, "
           f"{fps['full']:.1f} with the full VAE ({fps['tiny'] / fps['full']:.2f}x); the default decodes with the "
           f"{own} one: {fps[own]:.1f} frames/s", flush=True)
     return {"model": what, "frame_size": [h, w], "chunk_frames": f, "steps": 4, "fps": round(fps[own], 2),
             "decoder": type(pipes[own].vae).__name__, "fps_tiny_decoder": round(fps["tiny"], 2),
             "fps_full_vae": round(fps["full"], 2), "ratio_tiny_over_full": round(fps["tiny"] / fps["full"], 2),
-            "s_per_chunk": [round(t, 4) for t in times["tiny"][2:]],
+            "s_per_chunk_tiny_decoder": [round(t, 4) for t in times["tiny"][2:]],
             "s_per_chunk_full_vae": [round(t, 4) for t in times["full"][2:]],
             "params_m": round(sum(p.numel() for p in pipe.denoiser.parameters()) / 1e6, 2)}
 
