@@ -335,7 +335,11 @@ def test_click_select_style_and_stylize_in_browser(studio_server, tmp_path):  # 
             outsider = pw.request.new_context()
             gone = False
             for _ in range(60):
-                if outsider.get(zip_url).status in (403, 404):
+                try:
+                    code = outsider.get(zip_url).status
+                except sync_api.Error:  # the file vanished mid-transfer: the clean-up is under way, ask again
+                    code = None
+                if code in (403, 404):
                     gone = True
                     break
                 time.sleep(0.5)
