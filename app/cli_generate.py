@@ -97,6 +97,6 @@ def _cmd_generate(args) -> int:
     for img, path in zip(images, outs):
         with atomic_open(path) as f:
             img.save(f, format="PNG")
-    print(f"wrote {', '.join(str(p) for p in outs)}: model {describe(pipe, args.model)}, {info['steps']} steps, "
+    print(f"wrote {', '.join(str(p) for p in outs)}: model {describe(pipe, args.model)}, {info['steps']} step{'s' * (info['steps'] != 1)}, "
           f"guidance {info['guidance']:g}, seed {info['seed']}, width {info['width_mult']:g}x, {info['seconds']:.2f} s")
     return 0

@@ -111,7 +111,7 @@ class ImageHandlers:
                 img.save(f, format="PNG")
             items.append((str(path), f"{prompt[:60]} (seed {seed}, #{i + 1})"))
         state["selected"] = len(items) - 1
-        status = (f"Made {len(images)} image{'s' * (len(images) > 1)} with **{label}**: {info['steps']} steps, "
+        status = (f"Made {len(images)} image{'s' * (len(images) > 1)} with **{label}**: {info['steps']} step{'s' * (info['steps'] != 1)}, "
                   f"guidance {info['guidance']:g}, seed {info['seed']}, width {info['width_mult']:g}x, "
                   f"{info['seconds']:.1f} s. Select one and press **Use as style** to stylize a 3D object with it.")
         return list(items), status  # "Use as style" takes the newest unless another is clicked

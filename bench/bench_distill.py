@@ -6,8 +6,9 @@ image measured interleaved (one image at a time, rows taking turns), and a grid 
         [--per-task 4] [--images-per-prompt 2] [--json bench/results/distill_cpu.json] \
         [--markdown docs/distillation.md] [--grid docs/distill_grid.png]
 
-Each student runs at 1, 2 and 4 steps with the guidance its ``sampling.json`` names (1 for adv and kdmd: the
-teacher's guidance is distilled in); the teacher at 28 steps, guidance 4.
+Each student runs at 1, 2 and 4 steps and at its own default step count, with the guidance its ``sampling.json``
+names (1 for adv and kdmd: the teacher's guidance is distilled in; a kd student keeps its teacher's sampler);
+the teacher at 28 steps, guidance 4.
 """
 
 from __future__ import annotations
@@ -81,8 +82,10 @@ def main() -> None:
     for spec in args.student:
         name, _, folder = spec.partition("=")
         pipe = load_t2i(folder)
-        guidance = read_sampling(Path(folder)).get("guidance_scale", 4.0)
-        for steps in (int(s) for s in args.student_steps.split(",")):
+        sampling = read_sampling(Path(folder))
+        guidance = sampling.get("guidance_scale", 4.0)
+        own = sampling.get("num_inference_steps")  # a kd student's own sampler (many steps) is a row too
+        for steps in sorted({int(s) for s in args.student_steps.split(",")} | ({int(own)} if own else set())):
             rows.append(dict(name=f"{name} {steps} step{'s' * (steps > 1)}", model=folder, pipe=pipe, steps=steps,
                              guidance=guidance))
     metas = prompts(args.per_task)

@@ -15,7 +15,7 @@ from app.cli import main
 from generators.distill import train_distill as td
 from generators.distill.features import FeatureTap, Projectors, as_map, default_feature_layers
 from generators.distill.losses import DiscriminatorHeads, dmd_loss, timestep_scaled_mse
-from generators.distill.teacher import FlowDenoiser, few_step_sigmas, ode_segment
+from generators.distill.teacher import FlowDenoiser, few_step_scheduler, few_step_sigmas, ode_segment
 from generators.models import SnapGenDiT, SnapGenUNet
 from generators.pipelines import PocketTextToImagePipeline
 from generators.text_encoder import load_text_encoder
@@ -91,8 +91,18 @@ def test_flow_teacher_and_its_ode_segment():
     torch.testing.assert_close(den.velocity(x, sigma, ctx), model(x, sigma * 1000, ctx).sample)
     one = ode_segment(den, x, 0.7, 0.3, ctx, None, 1.0, 1)  # one sub-step: the velocity at the start
     torch.testing.assert_close(one, den.velocity(x, torch.full((2,), 0.7), ctx))
-    # what FlowMatchEulerDiscreteScheduler visits (timesteps linspace(1000, 1, N)), so what the pipeline runs:
-    assert few_step_sigmas(4) == pytest.approx([1.0, 0.667, 0.334, 0.001, 0.0], abs=1e-3)
+    # every student step does work (diffusers' default grid would end at 0.001: a wasted last step), and a
+    # pipeline saved with the student's scheduler visits exactly these sigmas
+    assert few_step_sigmas(4) == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0], abs=1e-6)
+    assert few_step_sigmas(2) == pytest.approx([1.0, 0.5, 0.0], abs=1e-6)
+    assert few_step_sigmas(1) == pytest.approx([1.0, 0.0], abs=1e-6)
+    assert few_step_sigmas(4, FlowMatchEulerDiscreteScheduler(shift=1.0)) == pytest.approx(
+        [1.0, 0.667, 0.334, 0.001, 0.0], abs=1e-3)
+    assert few_step_sigmas(3) == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0], abs=1e-6)  # at any step count
+    saved = type(few_step_scheduler()).from_config(few_step_scheduler().config)
+    saved.set_timesteps(4)
+    assert saved.sigmas.tolist() == pytest.approx(few_step_sigmas(4), abs=1e-6)
+    assert saved.timesteps.tolist() == pytest.approx([1000, 750, 500, 250])
 
 
 def test_bad_schedulers_are_named():
@@ -251,6 +261,11 @@ def test_each_method_lowers_its_loss_and_leaves_the_teacher_alone(method, term, 
     img = pipe("a red circle", num_inference_steps=sampling["num_inference_steps"],
                guidance_scale=sampling["guidance_scale"], output_type="np").images
     assert img.shape == (1, 32, 32, 3)
+    if method != "kd":  # the saved pipeline visits the sigmas the student was trained on
+        assert pipe.scheduler.sigmas.tolist() == pytest.approx(few_step_sigmas(sampling["num_inference_steps"]))
+        assert type(pipe.scheduler) is type(few_step_scheduler())  # the folder names it: it loads back
+        one = pipe("a red circle", num_inference_steps=1, guidance_scale=1.0, output_type="np").images
+        assert pipe.scheduler.sigmas.tolist() == [1.0, 0.0] and torch.isfinite(torch.as_tensor(one)).all()
 
 
 def test_kdmd_with_lora_resumes_where_it_stopped(teacher_dir, tmp_path, monkeypatch):
@@ -269,7 +284,8 @@ def test_kdmd_with_lora_resumes_where_it_stopped(teacher_dir, tmp_path, monkeypa
     changed = [k for k, v in student.state_dict().items() if not torch.equal(v, teacher.state_dict()[k])]
     assert changed and all(k.endswith("weight") for k in changed)  # LoRA merged into linear weights only
     pipe = td.pipeline_from_distill_checkpoint(ckpt)
-    assert pipe("a blue square", num_inference_steps=2, guidance_scale=1.0, output_type="np").images.shape[0] == 1
+    assert pipe("a blue square", num_inference_steps=4, guidance_scale=1.0, output_type="np").images.shape[0] == 1
+    assert pipe.scheduler.sigmas.tolist() == pytest.approx(few_step_sigmas(4))  # the student's own 4 steps
     report = tmp_path / "eval.json"  # ShapesEval takes a distillation checkpoint and the pipeline's sampling.json
     for model in (ckpt, out / "pipeline"):
         assert main(["eval", "shapes", "--model", str(model), "--per-task", "1", "--images-per-prompt", "1",

@@ -8,6 +8,8 @@ Euler... with epsilon, v or sample prediction) sees ``x_vp = a*x0 + b*eps``: the
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -100,12 +102,17 @@ def ode_segment(den: FlowDenoiser, x, s0: float, s1: float, cond, uncond, guidan
     return (y - x) / (s1 - s0)
 
 
-def few_step_sigmas(steps: int) -> list[float]:
-    """The sigmas our pipeline's scheduler visits for ``steps`` steps (ending at 0): a student trained on these
-    is sampled by the unchanged pipeline."""
-    from diffusers import FlowMatchEulerDiscreteScheduler
+def few_step_scheduler():
+    """The scheduler students are trained for and saved with (every one of their steps does work)."""
+    from ..pipelines.schedulers import FewStepFlowMatchScheduler
 
-    sched = FlowMatchEulerDiscreteScheduler(shift=1.0)
+    return FewStepFlowMatchScheduler(shift=1.0)
+
+
+def few_step_sigmas(steps: int, scheduler=None) -> list[float]:
+    """The sigmas ``scheduler`` (default: ``few_step_scheduler()``) visits for ``steps`` steps, ending at 0:
+    a student trained on these is sampled by a pipeline saved with that scheduler."""
+    sched = copy.deepcopy(scheduler) if scheduler is not None else few_step_scheduler()
     sched.set_timesteps(steps)
     return [float(s) for s in sched.sigmas]
 

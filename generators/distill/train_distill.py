@@ -41,7 +41,15 @@ from .losses import (
     generator_adversarial,
     timestep_scaled_mse,
 )
-from .teacher import FlowDenoiser, denoiser_of, encode_for, few_step_sigmas, guided_velocity, ode_segment
+from .teacher import (
+    FlowDenoiser,
+    denoiser_of,
+    encode_for,
+    few_step_scheduler,
+    few_step_sigmas,
+    guided_velocity,
+    ode_segment,
+)
 
 METHODS = ("kd", "adv", "kdmd")
 
@@ -399,9 +407,11 @@ def train(cfg: DistillConfig) -> Path:
 
     final = out / "pipeline"
     if acc.is_main_process:
-        result = PocketTextToImagePipeline.assemble(plain(student).eval(), pipe.vae, tokenizer, encoder)
+        few = cfg.method != "kd"  # kd keeps the teacher's sampler
+        result = PocketTextToImagePipeline.assemble(plain(student).eval(), pipe.vae, tokenizer, encoder,
+                                                    few_step_scheduler() if few else None)
         result.save_pretrained(final, include_text_encoder=False)
-        steps, guidance = (cfg.student_steps, 1.0) if cfg.method != "kd" else (cfg.teacher_steps, cfg.guidance)
+        steps, guidance = (cfg.student_steps, 1.0) if few else (cfg.teacher_steps, cfg.guidance)
         (final / "sampling.json").write_text(json.dumps({"num_inference_steps": steps, "guidance_scale": guidance}))
         print(f"distill: pipeline saved to {final} (sample it with {steps} steps, guidance {guidance:g})")
     acc.wait_for_everyone()
@@ -462,7 +472,8 @@ def pipeline_from_distill_checkpoint(ckpt: str | Path):
     student = family.from_pretrained(ckpt / "student").eval()
     ours = isinstance(pipe, PocketTextToImagePipeline)
     tokenizer, encoder = (pipe.tokenizer, pipe.text_encoder) if ours else load_text_encoder()
-    return PocketTextToImagePipeline.assemble(student, pipe.vae, tokenizer, encoder)
+    scheduler = few_step_scheduler() if cfg["method"] != "kd" else None
+    return PocketTextToImagePipeline.assemble(student, pipe.vae, tokenizer, encoder, scheduler)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:

@@ -35,7 +35,7 @@ from ..training.common import (
     save_checkpoint,
 )
 from .losses import dmd_loss
-from .teacher import FlowDenoiser, few_step_sigmas, guided_velocity
+from .teacher import FlowDenoiser, few_step_scheduler, few_step_sigmas, guided_velocity
 
 STAGES = ("ode", "dmd")
 
@@ -172,7 +172,6 @@ def rollout(student, noise: torch.Tensor, ctx: torch.Tensor, sigmas: list[float]
 
 def train(cfg: VideoDistillConfig) -> Path:
     from accelerate import Accelerator
-    from diffusers import FlowMatchEulerDiscreteScheduler
 
     from ..models import S2DiT
     from ..pipelines import PocketTextToVideoPipeline
@@ -276,7 +275,7 @@ def train(cfg: VideoDistillConfig) -> Path:
     final = out / "pipeline"
     if acc.is_main_process:
         result = PocketTextToVideoPipeline(acc.unwrap_model(student_w).eval(), pipe.vae,
-                                           FlowMatchEulerDiscreteScheduler(shift=1.0), pipe.tokenizer, pipe.text_encoder)
+                                           few_step_scheduler(), pipe.tokenizer, pipe.text_encoder)
         result.save_pretrained(final, include_text_encoder=False)
         (final / "sampling.json").write_text(json.dumps({"num_inference_steps": cfg.student_steps,
                                                          "guidance_scale": 1.0}))

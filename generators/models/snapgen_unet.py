@@ -123,6 +123,9 @@ class SnapGenUNet(ModelMixin, ConfigMixin):
                  first_stage_cross_attention: bool = True, self_attention_stages: tuple = (False, False, True)):
         super().__init__()
         chans = list(block_out_channels)
+        if head_dim < 1 or any(c % head_dim or c < head_dim for c in chans):
+            raise ValueError(f"block_out_channels {chans} must each be a multiple of head_dim {head_dim} "
+                             "(attention splits every stage into heads of head_dim channels)")
         temb_dim = chans[0] * 4
         self.time_proj = Timesteps(chans[0], flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embedding = TimestepEmbedding(chans[0], temb_dim)

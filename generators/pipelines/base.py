@@ -22,8 +22,8 @@ class PocketPipeline(DiffusionPipeline):
                               text_encoder=text_encoder)
 
     @classmethod
-    def assemble(cls, denoiser, vae, tokenizer=None, text_encoder=None):
-        return cls(denoiser=denoiser, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),
+    def assemble(cls, denoiser, vae, tokenizer=None, text_encoder=None, scheduler=None):
+        return cls(denoiser=denoiser, vae=vae, scheduler=scheduler or FlowMatchEulerDiscreteScheduler(shift=1.0),
                    tokenizer=tokenizer, text_encoder=text_encoder)
 
     def save_pretrained(self, save_directory, include_text_encoder: bool = True, **kwargs):

@@ -32,7 +32,7 @@ def check_prompt(prompt, name: str = "prompt", allow_empty: bool = False) -> lis
         if not isinstance(p, str):
             raise ValueError(f"{name}: expected text, got {type(p).__name__}")
         if not allow_empty and not p.strip():
-            raise ValueError(f"{name} is empty: describe the image, e.g. 'a photo of a red circle'")
+            raise ValueError(f"{name} is empty: describe what to make, e.g. 'a photo of a red circle'")
         if len(p) > MAX_PROMPT_CHARS:
             raise ValueError(f"{name}: {len(p)} characters, more than {MAX_PROMPT_CHARS}")
         try:
