@@ -18,6 +18,7 @@ from generators.distill.losses import DiscriminatorHeads, dmd_loss, timestep_sca
 from generators.distill.teacher import FlowDenoiser, few_step_scheduler, few_step_sigmas, ode_segment
 from generators.models import SnapGenDiT, SnapGenUNet
 from generators.pipelines import PocketTextToImagePipeline
+from generators.pipelines.loading import SHIPPED
 from generators.text_encoder import load_text_encoder
 from generators.training.common import latest_checkpoint
 
@@ -86,6 +87,7 @@ def test_variance_preserving_teacher_gives_the_flow_velocity(prediction):
 def test_flow_teacher_and_its_ode_segment():
     model = tiny_unet()
     den = FlowDenoiser(model, FlowMatchEulerDiscreteScheduler(shift=1.0))
+    assert FlowDenoiser(model, few_step_scheduler()).kind == "flow"  # a student's folder can be a teacher too
     x, ctx = torch.randn(2, 4, 8, 8), torch.randn(2, 5, 384)
     sigma = torch.tensor([0.3, 0.7])
     torch.testing.assert_close(den.velocity(x, sigma, ctx), model(x, sigma * 1000, ctx).sample)
@@ -103,6 +105,12 @@ def test_flow_teacher_and_its_ode_segment():
     saved.set_timesteps(4)
     assert saved.sigmas.tolist() == pytest.approx(few_step_sigmas(4), abs=1e-6)
     assert saved.timesteps.tolist() == pytest.approx([1000, 750, 500, 250])
+
+
+@pytest.mark.skipif(not all((f / "model_index.json").is_file() for f in SHIPPED.values()), reason="not shipped")
+def test_the_default_teacher_is_quality_not_the_studios_default_student():
+    pipe, _ = td.load_teacher("")  # the studio's default (no flags) is Fast: distilling from it copies a student
+    assert Path(pipe.config._name_or_path).resolve() == SHIPPED["Quality"].resolve()
 
 
 def test_bad_schedulers_are_named():

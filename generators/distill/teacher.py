@@ -32,7 +32,7 @@ class FlowDenoiser:
         self.model = model
         config = scheduler.config
         self.train_steps = int(config.get("num_train_timesteps", 1000))
-        if type(scheduler).__name__.startswith("FlowMatch"):
+        if any(c.__name__.startswith("FlowMatch") for c in type(scheduler).__mro__):  # subclasses too
             self.kind = "flow"
         elif getattr(scheduler, "alphas_cumprod", None) is not None:
             self.kind = "vp"

@@ -59,7 +59,7 @@ class DistillConfig:
     method: str = "kdmd"
     """kd | adv | kdmd (the subcommand sets it)."""
     teacher: str = ""
-    """Teacher pipeline folder (ours or a diffusers one sharing the latent space); empty: the shipped default."""
+    """Teacher pipeline folder (ours or a diffusers one sharing the latent space); empty: the shipped Quality model."""
     out: str = "runs/distill"
     resume: bool = False
     resume_from: str = ""
@@ -175,9 +175,11 @@ def build_student(cfg: DistillConfig, teacher_model, context_dim: int, latent_ch
 
 
 def load_teacher(folder: str):
-    from ..pipelines.loading import load_t2i
+    """The teacher: ``folder``, else the shipped Quality model (not the studio's default, which is the Fast
+    student itself)."""
+    from ..pipelines.loading import DEFAULT_T2I, load_t2i
 
-    pipe = load_t2i(folder or None)
+    pipe = load_t2i(folder or DEFAULT_T2I)
     model = denoiser_of(pipe).eval().requires_grad_(False)
     return pipe, FlowDenoiser(model, pipe.scheduler)
 
